@@ -1,0 +1,16 @@
+package queue
+
+import "errors"
+
+var (
+	// ErrInvalidJob wraps every reason a job is refused before it is queued or run.
+	ErrInvalidJob = errors.New("invalid job")
+	// ErrNoSuchRunner means no worker has ever served the runner: nothing would pull the job.
+	ErrNoSuchRunner = errors.New("no such runner")
+	// ErrDuplicateJob means a job with this id was already published within the duplicate window.
+	ErrDuplicateJob = errors.New("duplicate job id")
+	// ErrNoJob means no job arrived before the pull's deadline.
+	ErrNoJob = errors.New("no job available")
+	// ErrNotFound means the job id is unknown (or its records have expired).
+	ErrNotFound = errors.New("job not found")
+)
