@@ -11,7 +11,7 @@ func TestDecodeJob(t *testing.T) {
 	hugeEnv := `{"format":1,"id":"0190a5d0-7c5e-7000-8000-000000000001","runner":"tiny","script":"x","env":{"BIG":"` + strings.Repeat("x", MaxEnvBytes) + `"}}`
 	tests := []struct {
 		name, data, wantErr string
-		wantID             bool
+		wantID              bool
 	}{
 		{"good", good, "", true},
 		{"not json", `{"format":`, "not a job message", false},
