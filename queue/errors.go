@@ -11,6 +11,8 @@ var (
 	ErrDuplicateJob = errors.New("duplicate job id")
 	// ErrNoJob means no job arrived before the pull's deadline.
 	ErrNoJob = errors.New("no job available")
+	// ErrNotSetUp means the streams do not exist: no worker has set up this NATS server yet.
+	ErrNotSetUp = errors.New("smallscale is not set up on this NATS server")
 	// ErrNotFound means the job id is unknown (or its records have expired).
 	ErrNotFound = errors.New("job not found")
 )

@@ -104,7 +104,7 @@ func Open(ctx context.Context, js jetstream.JetStream, prefix string) (*Queue, e
 	for _, s := range []string{n.JobsStream(), n.ResultsStream(), n.LogsStream()} {
 		if _, err := js.Stream(ctx, s); err != nil {
 			if errors.Is(err, jetstream.ErrStreamNotFound) {
-				return nil, fmt.Errorf("stream %s does not exist: no smallscale worker has set up this NATS server yet", s)
+				return nil, fmt.Errorf("%w: stream %s does not exist (start a worker first)", ErrNotSetUp, s)
 			}
 			return nil, fmt.Errorf("open stream %s: %w", s, err)
 		}

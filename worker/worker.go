@@ -1,0 +1,218 @@
+// Package worker joins the queue and the VMs: it pulls a job only when it has a free slot, runs
+// it through an Executor, and stores the result before it acknowledges the job.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/smallscale-ci/smallscale/queue"
+	"github.com/smallscale-ci/smallscale/vmrun"
+)
+
+// Executor runs one job in a fresh VM. vmrun.Executor is the real one.
+type Executor interface {
+	Run(ctx context.Context, r *vmrun.Runner, job vmrun.Job, out io.Writer) (vmrun.Outcome, error)
+}
+
+var _ Executor = (*vmrun.Executor)(nil)
+
+// Config is the worker's part of the daemon's configuration.
+type Config struct {
+	Name           string
+	Concurrency    int           // jobs at once on this host
+	DefaultTimeout time.Duration // for jobs that set none
+	Consumer       queue.ConsumerOptions
+}
+
+// Worker serves a set of runners from one queue.
+type Worker struct {
+	cfg     Config
+	q       *queue.Queue
+	exec    Executor
+	runners map[string]*vmrun.Runner
+	log     *slog.Logger
+	slots   chan struct{}
+}
+
+// New returns a worker; Run starts it.
+func New(cfg Config, q *queue.Queue, exec Executor, runners map[string]*vmrun.Runner, log *slog.Logger) (*Worker, error) {
+	if cfg.Concurrency <= 0 {
+		return nil, fmt.Errorf("concurrency must be at least 1, is %d", cfg.Concurrency)
+	}
+	if len(runners) == 0 {
+		return nil, errors.New("no runners to serve")
+	}
+	return &Worker{
+		cfg: cfg, q: q, exec: exec, runners: runners, log: log,
+		slots: make(chan struct{}, cfg.Concurrency),
+	}, nil
+}
+
+// pullWait bounds one pull request, so that a lost pull is renewed (PITFALLS 8) and a stop is
+// noticed promptly.
+const pullWait = 5 * time.Second
+
+// finishTimeout bounds storing a result and acknowledging the job.
+const finishTimeout = 30 * time.Second
+
+// Run takes jobs until ctx ends, then waits for the running jobs to finish. Running jobs live
+// on jobCtx: when it ends they are stopped and handed back to the queue for redelivery.
+func (w *Worker) Run(ctx, jobCtx context.Context) error {
+	pullers := make(map[string]*queue.Puller, len(w.runners))
+	for name := range w.runners {
+		p, err := w.q.Puller(ctx, name, w.cfg.Consumer)
+		if err != nil {
+			return err
+		}
+		pullers[name] = p
+	}
+	var (
+		loops sync.WaitGroup
+		jobs  sync.WaitGroup
+	)
+	for name, p := range pullers {
+		loops.Go(func() { w.pullLoop(ctx, jobCtx, w.runners[name], p, &jobs) })
+	}
+	w.log.Info("worker ready", "runners", len(pullers), "slots", w.cfg.Concurrency)
+	loops.Wait()
+	w.log.Info("stopped taking jobs; waiting for running jobs", "running", len(w.slots))
+	jobs.Wait()
+	return nil
+}
+
+func (w *Worker) pullLoop(ctx, jobCtx context.Context, r *vmrun.Runner, p *queue.Puller, jobs *sync.WaitGroup) {
+	log := w.log.With("runner", r.Name)
+	for {
+		// A slot first, then exactly one message: a host never holds jobs it cannot start.
+		select {
+		case w.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		pullCtx, cancel := context.WithTimeout(ctx, pullWait)
+		d, err := p.Next(pullCtx)
+		cancel()
+		if err != nil {
+			<-w.slots
+			switch {
+			case errors.Is(err, queue.ErrNoJob):
+			case errors.Is(err, queue.ErrInvalidJob):
+				log.Warn("refused a job message", "err", err)
+			default:
+				log.Error("pull failed; retrying", "err", err)
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		jobs.Go(func() {
+			defer func() { <-w.slots }()
+			w.runJob(jobCtx, r, d)
+		})
+	}
+}
+
+func (w *Worker) runJob(ctx context.Context, r *vmrun.Runner, d *queue.Delivery) {
+	log := w.log.With("job_id", d.Job.ID, "runner", r.Name, "attempt", d.Attempt)
+	if err := d.Start(ctx, w.cfg.Name); err != nil {
+		log.Warn("could not record running status", "err", err)
+	}
+	stopProgress := w.keepAlive(d, log)
+	log.Info("job started")
+
+	// Output publishing and the result outlive a cancelled job context.
+	finishCtx := context.WithoutCancel(ctx)
+	logs := d.Logs(finishCtx)
+	timeout := d.Job.Timeout(w.cfg.DefaultTimeout)
+	out, err := w.exec.Run(ctx, r, vmrun.Job{ID: d.Job.ID, Script: d.Job.Script, Env: d.Job.Env, Timeout: timeout}, logs)
+	stopProgress()
+
+	if err != nil && ctx.Err() != nil && !errors.Is(err, vmrun.ErrTimeout) {
+		// The worker is going down hard: hand the job back rather than fail it.
+		if rerr := d.Release(0); rerr != nil {
+			log.Error("could not hand the job back", "err", rerr)
+		}
+		log.Warn("job interrupted by shutdown; handed back to the queue", "err", err)
+		return
+	}
+	res := resultOf(out, err)
+	res.LogChunks, res.LogBytes = logs.Chunks(), logs.Bytes()
+	fctx, cancel := context.WithTimeout(finishCtx, finishTimeout)
+	defer cancel()
+	if ferr := d.Finish(fctx, res); ferr != nil {
+		log.Error("could not store the result; the job will be redelivered", "err", ferr)
+		return
+	}
+	log.Info("job finished", "state", res.State, "exit_code", exitCode(res), "err", res.Error,
+		"prepare", out.Prepare, "boot", out.Boot, "run", out.Run, "teardown", out.Teardown)
+}
+
+// keepAlive sends progress acks every third of the ack wait until the returned stop is called.
+func (w *Worker) keepAlive(d *queue.Delivery, log *slog.Logger) (stop func()) {
+	every := w.cfg.Consumer.AckWait / 3
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := d.InProgress(); err != nil {
+					log.Warn("progress ack failed; the job may be redelivered elsewhere", "err", err)
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// resultOf turns the executor's answer into the job's terminal result.
+func resultOf(o vmrun.Outcome, err error) queue.Result {
+	res := queue.Result{Timings: queue.Timings{
+		PrepareMS: o.Prepare.Milliseconds(), BootMS: o.Boot.Milliseconds(),
+		RunMS: o.Run.Milliseconds(), TeardownMS: o.Teardown.Milliseconds(),
+	}}
+	switch {
+	case err == nil:
+		code := o.ExitCode
+		res.ExitCode = &code
+		res.State = queue.StateFailed
+		if code == 0 {
+			res.State = queue.StateSucceeded
+		}
+		if o.OutputIncomplete {
+			res.Error = "the script exited but the end of its output did not arrive"
+		}
+	case errors.Is(err, vmrun.ErrTimeout):
+		res.State = queue.StateTimedOut
+		res.Error = err.Error()
+	default:
+		res.State = queue.StateError
+		res.Error = err.Error()
+	}
+	return res
+}
+
+func exitCode(r queue.Result) any {
+	if r.ExitCode == nil {
+		return nil
+	}
+	return *r.ExitCode
+}
