@@ -1,0 +1,36 @@
+# smallscale: see README.md. Every target works on a fresh Debian 12 host (as root, or with sudo).
+GO ?= go
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+
+.PHONY: all setup runner build demo test test-unit vet clean
+
+all: build
+
+setup:
+	deploy/setup-host.sh
+
+runner: setup
+	runners/tiny/build.sh
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# A worker on an embedded NATS server, one job that boots a real VM, its output.
+demo: runner build
+	deploy/demo.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# The whole suite, end-to-end VM tests included: SMALLSCALE_E2E=1 makes them fail, not skip,
+# when libvirt or the tiny runner is missing.
+test: runner vet
+	SMALLSCALE_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+# Pure logic and the queue only: no libvirt needed.
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,260 @@
+package vmrun
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"libvirt.org/go/libvirt"
+)
+
+// Config is what the executor needs from the host.
+type Config struct {
+	URI         string        // libvirt URI, e.g. qemu:///system
+	Pool        string        // storage pool for the overlays; created as a dir pool when missing
+	PoolDir     string        // where a created pool keeps its volumes
+	SocketDir   string        // where the per-job output sockets live
+	DomainType  string        // overrides every runner's domain type when set (e.g. "qemu")
+	BootTimeout time.Duration // domain start until the guest agent answers
+	Worker      string        // this worker's name, written into each domain's metadata
+}
+
+// Job is what the executor needs to know of a job.
+type Job struct {
+	ID      string
+	Script  string
+	Env     map[string]string
+	Timeout time.Duration // the script's run time; boot is bounded by Config.BootTimeout
+}
+
+// Outcome is how a job's script ended.
+type Outcome struct {
+	ExitCode int
+	// OutputIncomplete is set when the script exited but its output stream did not drain.
+	OutputIncomplete bool
+	Prepare, Boot, Run, Teardown time.Duration
+}
+
+// Executor runs jobs in fresh libvirt domains. It is safe for concurrent use.
+type Executor struct {
+	cfg  Config
+	conn *libvirt.Connect
+	pool *libvirt.StoragePool
+}
+
+// pollInterval paces guest-ping during boot and guest-exec-status while the script runs.
+const pollInterval = 200 * time.Millisecond
+
+// drainTimeout bounds the wait for the script's last output after it exited.
+const drainTimeout = 5 * time.Second
+
+// teardownTimeout bounds destroying the domain and deleting the overlay of one job.
+const teardownTimeout = 30 * time.Second
+
+// Open connects to libvirt and makes sure the storage pool exists.
+func Open(cfg Config) (*Executor, error) {
+	if err := os.MkdirAll(cfg.SocketDir, 0o700); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	conn, err := connect(cfg.URI)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := ensurePool(conn, cfg.Pool, cfg.PoolDir)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &Executor{cfg: cfg, conn: conn, pool: pool}, nil
+}
+
+// Close releases the libvirt connection.
+func (e *Executor) Close() error {
+	e.pool.Free()
+	_, err := e.conn.Close()
+	return err
+}
+
+// Run boots a fresh domain for job from runner r, runs the script, copies its output to out
+// while it runs, and destroys the domain and its overlay on every path. out is not written to
+// after Run returns. A script that ran and exited, whatever its code, is a nil error; a script
+// over its timeout is ErrTimeout; ctx ending is ctx's error.
+func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (o Outcome, err error) {
+	start := time.Now()
+	domName := DomainName(r.Name, job.ID)
+	volName := VolumeName(domName)
+
+	volDoc, err := r.VolumeXML(volName)
+	if err != nil {
+		return o, err
+	}
+	overlay, err := createVolume(e.pool, volName, volDoc)
+	if err != nil {
+		return o, err
+	}
+	var dom *libvirt.Domain
+	defer func() {
+		t := time.Now()
+		terr := e.teardown(dom, domName, volName)
+		o.Teardown = time.Since(t)
+		if terr != nil {
+			err = errors.Join(err, terr)
+		}
+	}()
+
+	sock := filepath.Join(e.cfg.SocketDir, job.ID+".sock")
+	doc, err := r.DomainXML(JobSpec{
+		DomainName: domName, OverlayPath: overlay, LogSocket: sock,
+		JobID: job.ID, Runner: r.Name, Worker: e.cfg.Worker, DomainType: e.cfg.DomainType,
+	})
+	if err != nil {
+		return o, err
+	}
+	// AUTODESTROY ties the domain to this connection: if the worker dies, libvirt destroys its
+	// VMs instead of leaving them running.
+	dom, err = e.conn.DomainCreateXML(doc, libvirt.DOMAIN_START_AUTODESTROY)
+	if err != nil {
+		return o, fmt.Errorf("%w: start domain %s: %v", ErrLibvirt, domName, err)
+	}
+	defer os.Remove(sock)
+	o.Prepare = time.Since(start)
+
+	// QEMU listens on the socket before the domain start returns; connect before the guest can
+	// write, so nothing is lost.
+	logConn, err := net.Dial("unix", sock)
+	if err != nil {
+		return o, fmt.Errorf("%w: connect output channel %s: %v", ErrLibvirt, sock, err)
+	}
+	marker := newMarker()
+	var (
+		wg      sync.WaitGroup
+		drained = make(chan bool, 1)
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		seen, _ := copyUntilMarker(out, logConn, []byte(marker))
+		drained <- seen
+	}()
+	// Closing the socket ends the copy on every path; the join makes sure out is left alone
+	// after Run returns.
+	defer wg.Wait()
+	defer logConn.Close()
+
+	a := agent{dom: dom}
+	bootStart := time.Now()
+	bootCtx, cancel := context.WithTimeout(ctx, e.cfg.BootTimeout)
+	err = a.waitReady(bootCtx, pollInterval)
+	cancel()
+	o.Boot = time.Since(bootStart)
+	if err != nil {
+		if ctx.Err() != nil {
+			return o, ctx.Err()
+		}
+		return o, fmt.Errorf("%w within %s", err, e.cfg.BootTimeout)
+	}
+
+	runStart := time.Now()
+	defer func() { o.Run = time.Since(runStart) }()
+	g := r.Guest
+	if err := a.writeFile(g.ScriptPath, []byte(job.Script)); err != nil {
+		return o, err
+	}
+	pid, err := a.exec(g.Command, guestEnv(r, job, marker))
+	if err != nil {
+		return o, err
+	}
+
+	runCtx, cancel := context.WithTimeout(ctx, job.Timeout)
+	defer cancel()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var seen *bool
+	for {
+		select {
+		case s := <-drained:
+			seen = &s
+		case <-tick.C:
+		case <-runCtx.Done():
+			if ctx.Err() != nil {
+				return o, ctx.Err()
+			}
+			return o, fmt.Errorf("%w after %s", ErrTimeout, job.Timeout)
+		}
+		st, err := a.status(pid)
+		if err != nil {
+			return o, err
+		}
+		if !st.Exited {
+			continue
+		}
+		o.ExitCode = st.code()
+		if seen == nil {
+			select {
+			case s := <-drained:
+				seen = &s
+			case <-time.After(drainTimeout):
+				f := false
+				seen = &f
+			}
+		}
+		o.OutputIncomplete = !*seen
+		return o, nil
+	}
+}
+
+// teardown destroys the domain and deletes the overlay, even when the job's context is gone.
+func (e *Executor) teardown(dom *libvirt.Domain, domName, volName string) error {
+	var errs []error
+	if dom != nil {
+		if err := destroyDomain(e.conn, domName); err != nil {
+			errs = append(errs, err)
+		}
+		dom.Free()
+	}
+	if err := deleteVolume(e.pool, volName); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// guestEnv is the script's environment: the runner's, the job's, then smallscale's own.
+func guestEnv(r *Runner, job Job, marker string) []string {
+	env := maps.Clone(r.Guest.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, job.Env)
+	maps.Copy(env, map[string]string{
+		"CI":         "true",
+		"CI_JOB_ID":  job.ID,
+		"CI_RUNNER":  r.Name,
+		"CI_OUTPUT":  r.Guest.OutputDir,
+		"CI_WORKDIR": r.Guest.WorkDir,
+		"CI_SCRIPT":  r.Guest.ScriptPath,
+		"CI_LOG":     r.Guest.LogPort,
+		"CI_END":     marker,
+	})
+	list := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		list = append(list, k+"="+env[k])
+	}
+	return list
+}
+
+// newMarker returns a random end-of-output marker a script cannot print by accident.
+func newMarker() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return "smallscale-end-" + hex.EncodeToString(b)
+}
