@@ -41,7 +41,7 @@ type Job struct {
 type Outcome struct {
 	ExitCode int
 	// OutputIncomplete is set when the script exited but its output stream did not drain.
-	OutputIncomplete bool
+	OutputIncomplete             bool
 	Prepare, Boot, Run, Teardown time.Duration
 }
 
