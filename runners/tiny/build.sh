@@ -25,7 +25,9 @@ case $cache_dir in /*) ;; *) cache_dir="$PWD/$cache_dir" ;; esac
 meta_pkg=linux-image-cloud-amd64
 # Load order matters: each module only depends on the ones before it.
 modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_console)
-cmdline='console=ttyS0 quiet panic=-1 rdinit=/init'
+# cryptomgr.notests and the two blacklisted initcalls skip boot-time self-tests and kprobe-event
+# setup that cost about 0.5 s under TCG; nothing in the guest needs them.
+cmdline='console=ttyS0 quiet panic=-1 rdinit=/init cryptomgr.notests initcall_blacklist=crypto_kdf108_init,init_kprobe_trace'
 base_size=67108864 # 64 MiB
 busybox=/bin/busybox
 qemu_ga=/usr/sbin/qemu-ga
