@@ -36,7 +36,6 @@ const usage = `Usage:
 Exit status: 0 done, 1 runtime failure (or a runner that fails 'check'), 2 bad configuration
 or usage.
 
-Configuration comes from the environment:
 `
 
 func main() {
