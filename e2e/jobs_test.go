@@ -13,7 +13,9 @@ import (
 	"github.com/smallscale-ci/smallscale/queue"
 )
 
-func result(t *testing.T, jobID string) queue.Result {
+func result(t *testing.T, jobID string) queue.Result { return resultB(t, jobID) }
+
+func resultB(t testing.TB, jobID string) queue.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

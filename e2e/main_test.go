@@ -195,19 +195,32 @@ func submit(t *testing.T, args ...string) submitRun {
 		t.Fatalf("submit did not run: %v", err)
 	}
 	r.code = cmd.ProcessState.ExitCode()
-	if _, rest, ok := strings.Cut(r.stderr, "submit: job "); ok {
-		r.jobID, _, _ = strings.Cut(rest, " ")
-	}
+	r.jobID = jobIDIn(r.stderr)
 	return r
+}
+
+// jobIDIn finds the job id in submit's stderr.
+func jobIDIn(stderr string) string {
+	_, rest, ok := strings.Cut(stderr, "submit: job ")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, " ")
+	return id
+}
+
+func writeFile(t testing.TB, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // scriptFile writes a script into the test's temp dir.
 func scriptFile(t *testing.T, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "job.sh")
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, p, body)
 	return p
 }
 

@@ -92,7 +92,7 @@ func TestDefaultGuest(t *testing.T) {
 	g := DefaultGuest()
 	want := Guest{
 		Command: []string{"/bin/sh", "-c",
-			`exec >"$CI_LOG" 2>&1; mkdir -p "$CI_WORKDIR" "$CI_OUTPUT" && cd "$CI_WORKDIR" && /bin/sh "$CI_SCRIPT"; rc=$?; printf %s "$CI_END"; exit $rc`},
+			`i=0; while [ ! -c "$CI_LOG" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; exec >"$CI_LOG" 2>&1; mkdir -p "$CI_WORKDIR" "$CI_OUTPUT" && cd "$CI_WORKDIR" && /bin/sh "$CI_SCRIPT"; rc=$?; printf %s "$CI_END"; exit $rc`},
 		ScriptPath: "/tmp/smallscale-job.sh",
 		WorkDir:    "/tmp/smallscale/work",
 		OutputDir:  "/tmp/smallscale/output",

@@ -143,8 +143,8 @@ build() {
     [ -n "$src" ] || die "module $m not found in $kernel_pkg"
     dst="$root/lib/modules/$m.ko"
     case $src in
-    *.ko.xz) xz -dc "$src" >"$dst" ;;
-    *.ko.zst) zstd -qdc "$src" >"$dst" ;;
+    *.ko.xz) command -v xz >/dev/null || die "xz needed for $src"; xz -dc "$src" >"$dst" ;;
+    *.ko.zst) command -v zstd >/dev/null || die "zstd needed for $src"; zstd -qdc "$src" >"$dst" ;;
     *.ko.gz) gzip -dc "$src" >"$dst" ;;
     *) cp "$src" "$dst" ;;
     esac
@@ -161,12 +161,14 @@ build() {
 # PID 1 of the tiny runner. Never exits.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
+umask 022
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 [ -c /dev/console ] && exec </dev/console >/dev/console 2>&1
 mkdir -p /dev/pts /dev/shm /tmp /run /var/run
 mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=0755 tmpfs /run
 hostname tiny
@@ -320,7 +322,7 @@ xml_changed=
 write_if_changed "$here/vm.xml" "$vm_xml" && xml_changed+=" vm.xml"
 write_if_changed "$here/volume.xml" "$volume_xml" && xml_changed+=" volume.xml"
 
-ms=$(((${EPOCHREALTIME/./} - ${start/./}) / 1000))
+ms=$(((${EPOCHREALTIME//[.,]/} - ${start//[.,]/}) / 1000))
 elapsed="$((ms / 1000)).$((ms % 1000 / 100))"
 if [ "$need_build" = 1 ]; then
   echo "tiny: built ${kernel_line#kernel=} + initrd (${initrd_kib} KiB) + base.qcow2 in $image_dir (${elapsed}s)"
