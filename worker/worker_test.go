@@ -54,7 +54,6 @@ func TestResultOf(t *testing.T) {
 	}
 }
 
-
 // blockingExecutor stands in for the VM layer: each job waits until released, so a test can
 // hold a worker's slots busy. The queue around it is real.
 type blockingExecutor struct {
