@@ -28,8 +28,15 @@ func (q *Queue) Submit(ctx context.Context, job Job) error {
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	// The status goes first so that a fast worker's "running" is never overwritten by "queued".
-	if err := putStatus(ctx, q.status, Status{JobID: job.ID, Runner: job.Runner, State: StateQueued, SubmittedAt: job.SubmittedAt}); err != nil {
+	// The status goes first, so that a worker always finds it.
+	if _, err := updateStatus(ctx, q.status, job.ID, func(st *Status) error {
+		if st.JobID != "" {
+			return fmt.Errorf("%w: %s already has a status", ErrDuplicateJob, job.ID)
+		}
+		*st = Status{Runner: job.Runner, State: StateQueued, SubmittedAt: job.SubmittedAt}
+		st.addPhase(string(StateQueued), job.SubmittedAt)
+		return nil
+	}); err != nil {
 		return err
 	}
 	msg := nats.NewMsg(q.names.JobSubject(job.Runner))

@@ -106,14 +106,53 @@ func (q *Queue) reject(ctx context.Context, msg jetstream.Msg, job Job, attempt 
 	return cause
 }
 
-// Start records that worker runs the job.
+// Start claims the job for worker. When the job was cancelled before it started, Start stores
+// its cancelled result, acknowledges it and returns ErrCancelled; when it already ended (a
+// cancel while queued, or an earlier attempt finished), Start acknowledges it and returns
+// ErrFinished. In both cases the job must not run.
 func (d *Delivery) Start(ctx context.Context, worker string) error {
 	d.worker = worker
 	d.started = time.Now().UTC()
-	return putStatus(ctx, d.q.status, Status{
-		JobID: d.Job.ID, Runner: d.Job.Runner, State: StateRunning, Worker: worker,
-		Attempt: d.Attempt, SubmittedAt: d.Job.SubmittedAt, StartedAt: d.started,
+	st, err := updateStatus(ctx, d.q.status, d.Job.ID, func(st *Status) error {
+		if st.State.Terminal() {
+			return ErrFinished
+		}
+		if st.CancelRequested {
+			return ErrCancelled
+		}
+		st.Runner, st.State, st.Worker, st.Attempt = d.Job.Runner, StateRunning, worker, d.Attempt
+		st.SubmittedAt, st.StartedAt = d.Job.SubmittedAt, d.started
+		st.addPhase(PhaseStarted, d.started)
+		return nil
 	})
+	switch {
+	case errors.Is(err, ErrFinished):
+		if aerr := d.msg.DoubleAck(ctx); aerr != nil {
+			return errors.Join(err, fmt.Errorf("ack finished job: %w", aerr))
+		}
+		return fmt.Errorf("%w: job %s is already %s", ErrFinished, d.Job.ID, st.State)
+	case errors.Is(err, ErrCancelled):
+		if ferr := d.Finish(ctx, Result{State: StateCancelled, Error: "cancelled before it started"}); ferr != nil {
+			return errors.Join(err, ferr)
+		}
+		return err
+	}
+	return err
+}
+
+// Phase records that the job entered a phase (PhaseBooting, PhaseRunning, PhaseCollecting).
+func (d *Delivery) Phase(ctx context.Context, name string) error {
+	_, err := updateStatus(ctx, d.q.status, d.Job.ID, func(st *Status) error {
+		if st.State.Terminal() {
+			return errStopUpdate
+		}
+		st.addPhase(name, time.Now().UTC())
+		return nil
+	})
+	if errors.Is(err, errStopUpdate) {
+		return nil
+	}
+	return err
 }
 
 // InProgress tells the server the job is still being worked on, resetting its ack timer.
@@ -156,11 +195,19 @@ func (d *Delivery) store(ctx context.Context, res Result) error {
 	if _, err := d.q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(d.q.names.ResultsStream())); err != nil {
 		return fmt.Errorf("store result of %s: %w", d.Job.ID, err)
 	}
-	return putStatus(ctx, d.q.status, Status{
-		JobID: d.Job.ID, Runner: d.Job.Runner, State: res.State, Worker: d.worker, Attempt: d.Attempt,
-		ExitCode: res.ExitCode, Error: res.Error, SubmittedAt: d.Job.SubmittedAt,
-		StartedAt: d.started, FinishedAt: res.FinishedAt,
+	_, err = updateStatus(ctx, d.q.status, d.Job.ID, func(st *Status) error {
+		st.Runner, st.State, st.Worker, st.Attempt = d.Job.Runner, res.State, d.worker, d.Attempt
+		st.ExitCode, st.Error, st.FinishedAt = res.ExitCode, res.Error, res.FinishedAt
+		if st.SubmittedAt.IsZero() {
+			st.SubmittedAt = d.Job.SubmittedAt
+		}
+		if !d.started.IsZero() {
+			st.StartedAt = d.started
+		}
+		st.addPhase(string(res.State), res.FinishedAt)
+		return nil
 	})
+	return err
 }
 
 // MaxLogChunk bounds one output message.

@@ -13,6 +13,10 @@ var (
 	ErrNoJob = errors.New("no job available")
 	// ErrNotSetUp means the streams do not exist: no worker has set up this NATS server yet.
 	ErrNotSetUp = errors.New("smallscale is not set up on this NATS server")
+	// ErrCancelled means the job was cancelled; it must not run (any more).
+	ErrCancelled = errors.New("job cancelled")
+	// ErrFinished means the job already has its terminal result.
+	ErrFinished = errors.New("job already finished")
 	// ErrNotFound means the job id is unknown (or its records have expired).
 	ErrNotFound = errors.New("job not found")
 )

@@ -32,8 +32,13 @@ type Job struct {
 	Script string            `json:"script"`
 	Env    map[string]string `json:"env,omitempty"`
 	// TimeoutSeconds bounds the script's run time; 0 takes the worker's default.
-	TimeoutSeconds int       `json:"timeout_seconds,omitempty"`
-	SubmittedAt    time.Time `json:"submitted_at"`
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+	// Inputs, when set, is a tar in the artifacts bucket unpacked into the guest's working
+	// directory before the script starts.
+	Inputs *Inputs `json:"inputs,omitempty"`
+	// MaxArtifactBytes lowers the worker's limit on the total size of the job's artifacts.
+	MaxArtifactBytes int64     `json:"max_artifact_bytes,omitempty"`
+	SubmittedAt      time.Time `json:"submitted_at"`
 }
 
 // NewJob returns a job with a fresh time-ordered id (UUIDv7).
@@ -96,6 +101,12 @@ func (j Job) Validate() error {
 	}
 	if size > MaxEnvBytes {
 		return bad("env is %d bytes, over the limit of %d", size, MaxEnvBytes)
+	}
+	if j.Inputs != nil && (j.Inputs.Object != InputObject(j.ID) || j.Inputs.Size < 0) {
+		return bad("inputs.object must be %q with a size of 0 or more", InputObject(j.ID))
+	}
+	if j.MaxArtifactBytes < 0 {
+		return bad("max_artifact_bytes %d is negative", j.MaxArtifactBytes)
 	}
 	if j.TimeoutSeconds < 0 || time.Duration(j.TimeoutSeconds)*time.Second > MaxTimeout {
 		return bad("timeout_seconds %d is outside 0..%d", j.TimeoutSeconds, int(MaxTimeout/time.Second))

@@ -45,6 +45,18 @@ func (n Names) ResultSubject(jobID string) string { return n.prefix() + ".result
 // LogSubject carries the output chunks of one job.
 func (n Names) LogSubject(jobID string) string { return n.prefix() + ".logs." + jobID }
 
+// CancelSubject is where a cancel request for one job is announced.
+func (n Names) CancelSubject(jobID string) string { return n.prefix() + ".cancel." + jobID }
+
+// ArtifactsBucket is the object store holding job inputs and artifacts.
+func (n Names) ArtifactsBucket() string { return n.prefix() + "-artifacts" }
+
+// InputObject names the tar of a job's inputs in the artifacts bucket.
+func InputObject(jobID string) string { return jobID + "/input.tar" }
+
+// ArtifactObject names one artifact of a job in the artifacts bucket.
+func ArtifactObject(jobID, path string) string { return jobID + "/output/" + path }
+
 // RunnerConsumer is the durable pull consumer shared by every worker serving a runner.
 func (n Names) RunnerConsumer(runner string) string { return "runner-" + runner }
 

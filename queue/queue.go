@@ -11,9 +11,10 @@ import (
 
 // Queue is a handle on one smallscale installation's streams and buckets.
 type Queue struct {
-	js     jetstream.JetStream
-	names  Names
-	status jetstream.KeyValue
+	js      jetstream.JetStream
+	names   Names
+	status  jetstream.KeyValue
+	objects jetstream.ObjectStore
 }
 
 // Retention says how long finished jobs' records stay readable.
@@ -95,7 +96,17 @@ func Setup(ctx context.Context, js jetstream.JetStream, r Retention) (*Queue, er
 	if err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", n.StatusBucket(), err)
 	}
-	return &Queue{js: js, names: n, status: kv}, nil
+	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      n.ArtifactsBucket(),
+		Description: "smallscale job inputs and artifacts",
+		TTL:         r.ResultMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    r.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up object store %s: %w", n.ArtifactsBucket(), err)
+	}
+	return &Queue{js: js, names: n, status: kv, objects: obs}, nil
 }
 
 // Open binds to streams a worker has set up, without changing them: what a submitter does.
@@ -113,7 +124,11 @@ func Open(ctx context.Context, js jetstream.JetStream, prefix string) (*Queue, e
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", n.StatusBucket(), err)
 	}
-	return &Queue{js: js, names: n, status: kv}, nil
+	obs, err := js.ObjectStore(ctx, n.ArtifactsBucket())
+	if err != nil {
+		return nil, fmt.Errorf("open object store %s: %w", n.ArtifactsBucket(), err)
+	}
+	return &Queue{js: js, names: n, status: kv, objects: obs}, nil
 }
 
 // Names returns the subjects and streams this queue uses.

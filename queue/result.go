@@ -40,6 +40,12 @@ type Result struct {
 	Attempt  int    `json:"attempt,omitempty"`
 	// LogChunks and LogBytes describe the complete output on the logs subject, so a follower
 	// knows when it has all of it.
+	// Artifacts lists what the job left in its output directory, each stored in the artifacts
+	// bucket under its Object name.
+	Artifacts []Artifact `json:"artifacts,omitempty"`
+	// Refused names what was not taken from the job's output directory (an unsafe name, a link
+	// pointing outside it, a special file) and why.
+	Refused    []Refused `json:"refused,omitempty"`
 	LogChunks  int       `json:"log_chunks"`
 	LogBytes   int64     `json:"log_bytes"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
@@ -55,6 +61,9 @@ type Timings struct {
 	BootMS int64 `json:"boot_ms"`
 	// Run: script written until its exit status and all its output arrived.
 	RunMS int64 `json:"run_ms"`
+	// Inputs and Collect: moving input files in and artifacts out.
+	InputsMS  int64 `json:"inputs_ms,omitempty"`
+	CollectMS int64 `json:"collect_ms,omitempty"`
 	// Teardown: domain destroyed and overlay deleted.
 	TeardownMS int64 `json:"teardown_ms"`
 }
