@@ -29,6 +29,8 @@ var (
 	ErrBoot = errors.New("guest did not boot")
 	// ErrAgent wraps failures of guest-agent commands after boot.
 	ErrAgent = errors.New("guest agent")
+	// ErrTransfer means moving input files into the guest or artifacts out of it failed.
+	ErrTransfer = errors.New("file transfer")
 	// ErrTimeout means the script ran past the job's timeout; its VM was destroyed.
 	ErrTimeout = errors.New("job timed out")
 )

@@ -35,14 +35,30 @@ type Job struct {
 	Script  string
 	Env     map[string]string
 	Timeout time.Duration // the script's run time; boot is bounded by Config.BootTimeout
+	// Input, when not nil, is a tar stream of InputSize bytes unpacked into the guest's
+	// working directory before the script starts.
+	Input     io.Reader
+	InputSize int64
+	// Collect, when not nil, receives the guest's output directory as a tar stream after the
+	// script exited on its own; it must read the stream to the end of the archive.
+	Collect func(tar io.Reader) error
+	// OnPhase, when not nil, is told when the job enters a phase: "booting", "running",
+	// "collecting".
+	OnPhase func(phase string)
+}
+
+func (j Job) phase(name string) {
+	if j.OnPhase != nil {
+		j.OnPhase(name)
+	}
 }
 
 // Outcome is how a job's script ended.
 type Outcome struct {
 	ExitCode int
 	// OutputIncomplete is set when the script exited but its output stream did not drain.
-	OutputIncomplete             bool
-	Prepare, Boot, Run, Teardown time.Duration
+	OutputIncomplete                              bool
+	Prepare, Boot, Inputs, Run, Collect, Teardown time.Duration
 }
 
 // Executor runs jobs in fresh libvirt domains. It is safe for concurrent use.
@@ -112,9 +128,10 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 		}
 	}()
 
-	sock := filepath.Join(e.cfg.SocketDir, job.ID+".sock")
+	sock := filepath.Join(e.cfg.SocketDir, job.ID+".log")
+	dataSock := filepath.Join(e.cfg.SocketDir, job.ID+".data")
 	doc, err := r.DomainXML(JobSpec{
-		DomainName: domName, OverlayPath: overlay, LogSocket: sock,
+		DomainName: domName, OverlayPath: overlay, LogSocket: sock, DataSocket: dataSock,
 		JobID: job.ID, Runner: r.Name, Worker: e.cfg.Worker, DomainType: e.cfg.DomainType,
 	})
 	if err != nil {
@@ -122,12 +139,23 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 	}
 	// AUTODESTROY ties the domain to this connection: if the worker dies, libvirt destroys its
 	// VMs instead of leaving them running.
+	job.phase("booting")
 	dom, err = e.conn.DomainCreateXML(doc, libvirt.DOMAIN_START_AUTODESTROY)
 	if err != nil {
 		return o, fmt.Errorf("%w: start domain %s: %v", ErrLibvirt, domName, err)
 	}
 	defer os.Remove(sock)
+	defer os.Remove(dataSock)
 	o.Prepare = time.Since(start)
+	dataConn, err := net.Dial("unix", dataSock)
+	if err != nil {
+		return o, fmt.Errorf("%w: connect data channel %s: %v", ErrLibvirt, dataSock, err)
+	}
+	// The goroutines that move files end when the connection closes; Run joins them, so that
+	// job.Input and job.Collect are left alone after it returns.
+	var transfers sync.WaitGroup
+	defer transfers.Wait()
+	defer dataConn.Close()
 
 	// QEMU listens on the socket before the domain start returns; connect before the guest can
 	// write, so nothing is lost.
@@ -164,18 +192,42 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 		return o, fmt.Errorf("%w within %s", err, e.cfg.BootTimeout)
 	}
 
+	env := guestEnv(r, job, marker)
+	if job.Input != nil {
+		t := time.Now()
+		err := sendInputs(ctx, a, r.Guest.InputCommand, env, dataConn, job, &transfers)
+		o.Inputs = time.Since(t)
+		if err != nil {
+			return o, err
+		}
+	}
+
+	job.phase("running")
 	runStart := time.Now()
-	defer func() { o.Run = time.Since(runStart) }()
-	g := r.Guest
-	if err := a.writeFile(g.ScriptPath, []byte(job.Script)); err != nil {
+	if err := a.writeFile(r.Guest.ScriptPath, []byte(job.Script)); err != nil {
 		return o, err
 	}
-	pid, err := a.exec(g.Command, guestEnv(r, job, marker))
+	pid, err := a.exec(r.Guest.Command, env)
 	if err != nil {
 		return o, err
 	}
+	o.ExitCode, o.OutputIncomplete, err = waitScript(ctx, a, pid, job.Timeout, drained)
+	o.Run = time.Since(runStart)
+	if err != nil || job.Collect == nil {
+		return o, err
+	}
 
-	runCtx, cancel := context.WithTimeout(ctx, job.Timeout)
+	job.phase("collecting")
+	t := time.Now()
+	err = collect(ctx, a, r.Guest.OutputCommand, env, dataConn, job, &transfers)
+	o.Collect = time.Since(t)
+	return o, err
+}
+
+// waitScript waits for the script to exit and its output to drain, within timeout.
+func waitScript(ctx context.Context, a agent, pid int, timeout time.Duration, drained <-chan bool) (code int, incomplete bool, err error) {
+
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
@@ -187,18 +239,17 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 		case <-tick.C:
 		case <-runCtx.Done():
 			if ctx.Err() != nil {
-				return o, ctx.Err()
+				return 0, false, ctx.Err()
 			}
-			return o, fmt.Errorf("%w after %s", ErrTimeout, job.Timeout)
+			return 0, false, fmt.Errorf("%w after %s", ErrTimeout, timeout)
 		}
 		st, err := a.status(pid)
 		if err != nil {
-			return o, err
+			return 0, false, err
 		}
 		if !st.Exited {
 			continue
 		}
-		o.ExitCode = st.code()
 		if seen == nil {
 			select {
 			case s := <-drained:
@@ -208,8 +259,107 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 				seen = &f
 			}
 		}
-		o.OutputIncomplete = !*seen
-		return o, nil
+		return st.code(), !*seen, nil
+	}
+}
+
+// sendInputs runs the runner's input command, which reads job.InputSize bytes of tar from the
+// data channel and unpacks them, while the input streams into the channel.
+func sendInputs(ctx context.Context, a agent, argv, env []string, conn net.Conn, job Job, wg *sync.WaitGroup) error {
+	env = append(slices.Clone(env), fmt.Sprintf("CI_INPUT_SIZE=%d", job.InputSize))
+	pid, err := a.exec(argv, env)
+	if err != nil {
+		return fmt.Errorf("start input command: %w", err)
+	}
+	copied := make(chan error, 1)
+	wg.Go(func() {
+		_, err := io.Copy(conn, io.LimitReader(job.Input, job.InputSize))
+		copied <- err
+	})
+	st, err := waitExit(ctx, a, pid, job.Timeout)
+	if err != nil {
+		return fmt.Errorf("unpack inputs: %w", err)
+	}
+	if code := st.code(); code != 0 {
+		return fmt.Errorf("%w: unpacking the inputs in the guest failed with exit status %d", ErrTransfer, code)
+	}
+	select {
+	case err := <-copied:
+		if err != nil {
+			return fmt.Errorf("%w: send inputs: %v", ErrTransfer, err)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// collect runs the runner's output command, which writes the output directory as tar to the
+// data channel, and hands the stream to job.Collect.
+func collect(ctx context.Context, a agent, argv, env []string, conn net.Conn, job Job, wg *sync.WaitGroup) error {
+	pid, err := a.exec(argv, env)
+	if err != nil {
+		return fmt.Errorf("start output command: %w", err)
+	}
+	collected := make(chan error, 1)
+	wg.Go(func() {
+		err := job.Collect(conn)
+		collected <- err
+		if err == nil {
+			// tar pads its archive past the end marker; read the rest so the writer can finish.
+			_, _ = io.Copy(io.Discard, conn)
+		}
+	})
+	// Returning early stops the poller too; Run joins it before the domain is freed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	exited := make(chan error, 1)
+	var st execStatus
+	wg.Go(func() {
+		var err error
+		st, err = waitExit(ctx, a, pid, job.Timeout)
+		exited <- err
+	})
+	// A collector that fails (a limit, the object store) ends the job at once; otherwise both
+	// the guest's command and the collector must finish.
+	var cerr, xerr error
+	for range 2 {
+		select {
+		case cerr = <-collected:
+			if cerr != nil {
+				return cerr
+			}
+		case xerr = <-exited:
+			if xerr != nil {
+				return fmt.Errorf("collect artifacts: %w", xerr)
+			}
+			if code := st.code(); code != 0 {
+				return fmt.Errorf("%w: packing the output directory in the guest failed with exit status %d", ErrTransfer, code)
+			}
+		}
+	}
+	return nil
+}
+
+// waitExit polls a guest process until it exits, within timeout.
+func waitExit(ctx context.Context, a agent, pid int, timeout time.Duration) (execStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		st, err := a.status(pid)
+		if err != nil || st.Exited {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return st, fmt.Errorf("%w after %s", ErrTimeout, timeout)
+			}
+			return st, ctx.Err()
+		case <-tick.C:
+		}
 	}
 }
 
@@ -243,6 +393,7 @@ func guestEnv(r *Runner, job Job, marker string) []string {
 		"CI_WORKDIR": r.Guest.WorkDir,
 		"CI_SCRIPT":  r.Guest.ScriptPath,
 		"CI_LOG":     r.Guest.LogPort,
+		"CI_DATA":    r.Guest.DataPort,
 		"CI_END":     marker,
 	})
 	list := make([]string, 0, len(env))

@@ -19,6 +19,9 @@ const (
 	// LogChannel is the virtio-serial port the job's output is streamed through; in a Linux
 	// guest it appears as /dev/virtio-ports/org.smallscale.log.
 	LogChannel = "org.smallscale.log"
+	// DataChannel is the virtio-serial port input files travel into the guest through, and
+	// artifacts out of it, as tar streams.
+	DataChannel = "org.smallscale.data"
 	// MetadataNamespace is the namespace of the job mark in a domain's <metadata>.
 	MetadataNamespace = "urn:smallscale:job:1"
 )
@@ -32,6 +35,7 @@ type JobSpec struct {
 	DomainName  string
 	OverlayPath string // absolute path of the overlay the worker created from VolumeXML
 	LogSocket   string // host unix socket path for the log channel
+	DataSocket  string // host unix socket path for the data channel
 	JobID       string
 	Runner      string
 	Worker      string
@@ -75,6 +79,7 @@ func (r *Runner) domainEdits() []domainEdit {
 		{"firmware", dropFirmwareLeftovers},
 		{"agent channel", ensureAgentChannel},
 		{"log channel", setLogChannel},
+		{"data channel", setDataChannel},
 		{"job mark", markJob},
 	}
 }
@@ -559,25 +564,36 @@ func ensureAgentChannel(d *libvirtxml.Domain, _ JobSpec) error {
 
 // setLogChannel replaces any log channel vm.xml has with one bound to the job's socket.
 func setLogChannel(d *libvirtxml.Domain, spec JobSpec) error {
-	if !filepath.IsAbs(spec.LogSocket) {
-		return fmt.Errorf("%w: log socket %q: want an absolute path", ErrInvalidJobSpec, spec.LogSocket)
+	return setBoundChannel(d, LogChannel, "log socket", spec.LogSocket)
+}
+
+// setDataChannel replaces any data channel vm.xml has with one bound to the job's socket.
+func setDataChannel(d *libvirtxml.Domain, spec JobSpec) error {
+	return setBoundChannel(d, DataChannel, "data socket", spec.DataSocket)
+}
+
+// setBoundChannel replaces the virtio channel called name with one whose host side is a unix
+// socket QEMU listens on at path.
+func setBoundChannel(d *libvirtxml.Domain, name, what, path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("%w: %s %q: want an absolute path", ErrInvalidJobSpec, what, path)
 	}
-	if len(spec.LogSocket) > maxUnixSocketPath {
-		return fmt.Errorf("%w: log socket %q is %d bytes long; a unix socket path holds at most %d: use a shorter directory",
-			ErrInvalidJobSpec, spec.LogSocket, len(spec.LogSocket), maxUnixSocketPath)
+	if len(path) > maxUnixSocketPath {
+		return fmt.Errorf("%w: %s %q is %d bytes long; a unix socket path holds at most %d: use a shorter directory",
+			ErrInvalidJobSpec, what, path, len(path), maxUnixSocketPath)
 	}
 	if d.Devices == nil {
 		d.Devices = &libvirtxml.DomainDeviceList{}
 	}
 	var kept []libvirtxml.DomainChannel
 	for _, ch := range d.Devices.Channels {
-		if virtioName(ch) != LogChannel {
+		if virtioName(ch) != name {
 			kept = append(kept, ch)
 		}
 	}
 	d.Devices.Channels = append(kept, libvirtxml.DomainChannel{
-		Source: &libvirtxml.DomainChardevSource{UNIX: &libvirtxml.DomainChardevSourceUNIX{Mode: "bind", Path: spec.LogSocket}},
-		Target: &libvirtxml.DomainChannelTarget{VirtIO: &libvirtxml.DomainChannelTargetVirtIO{Name: LogChannel}},
+		Source: &libvirtxml.DomainChardevSource{UNIX: &libvirtxml.DomainChardevSourceUNIX{Mode: "bind", Path: path}},
+		Target: &libvirtxml.DomainChannelTarget{VirtIO: &libvirtxml.DomainChannelTargetVirtIO{Name: name}},
 	})
 	return nil
 }

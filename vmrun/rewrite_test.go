@@ -21,6 +21,7 @@ func testSpec(runner string) JobSpec {
 		DomainName:  name,
 		OverlayPath: "/var/lib/libvirt/images/" + VolumeName(name),
 		LogSocket:   "/run/smallscale/jobs/01J8Z3KQ/log.sock",
+		DataSocket:  "/run/smallscale/jobs/01J8Z3KQ/data.sock",
 		JobID:       "01J8Z3KQ",
 		Runner:      runner,
 		Worker:      "hv-1",
@@ -967,6 +968,11 @@ func checkJobDomain(t *testing.T, r *Runner, out string, spec JobSpec) {
 			logs++
 			if ch.Source == nil || ch.Source.UNIX == nil || ch.Source.UNIX.Path != spec.LogSocket || ch.Source.UNIX.Mode != "bind" {
 				t.Errorf("log channel source %+v, want bind %s", ch.Source, spec.LogSocket)
+			}
+			continue
+		case DataChannel:
+			if ch.Source == nil || ch.Source.UNIX == nil || ch.Source.UNIX.Path != spec.DataSocket || ch.Source.UNIX.Mode != "bind" {
+				t.Errorf("data channel source %+v, want bind %s", ch.Source, spec.DataSocket)
 			}
 			continue
 		}

@@ -44,6 +44,13 @@ type Guest struct {
 	WorkDir    string   `json:"work_dir"`
 	OutputDir  string   `json:"output_dir"`
 	LogPort    string   `json:"log_port"`
+	// DataPort is the guest side of the data channel (CI_DATA).
+	DataPort string `json:"data_port"`
+	// InputCommand unpacks the job's inputs into WorkDir: a tar stream of CI_INPUT_SIZE bytes
+	// read from CI_DATA. OutputCommand writes OutputDir as a tar stream to CI_DATA. Both run
+	// with the same environment as Command.
+	InputCommand  []string `json:"input_command"`
+	OutputCommand []string `json:"output_command"`
 	// Env is the base environment of the command. guest-exec replaces the guest's whole
 	// environment with it, so it must hold whatever the interpreter needs (PATH, HOME, ...).
 	// In runner.json, entries merge over the defaults and an entry set to null removes a
@@ -60,6 +67,11 @@ func DefaultGuest() Guest {
 		WorkDir:    "/tmp/smallscale/work",
 		OutputDir:  "/tmp/smallscale/output",
 		LogPort:    "/dev/virtio-ports/" + LogChannel,
+		DataPort:   "/dev/virtio-ports/" + DataChannel,
+		InputCommand: []string{"/bin/sh", "-c",
+			`i=0; while [ ! -c "$CI_DATA" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; mkdir -p "$CI_WORKDIR" && head -c "$CI_INPUT_SIZE" <"$CI_DATA" | tar -xf - -C "$CI_WORKDIR"`},
+		OutputCommand: []string{"/bin/sh", "-c",
+			`mkdir -p "$CI_OUTPUT" && cd "$CI_OUTPUT" && tar -cf - . >"$CI_DATA"`},
 		Env: map[string]string{
 			"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"HOME": "/root",
@@ -274,15 +286,18 @@ func checkBaseImage(base, volPath string) error {
 
 // guestJSON is runner.json as written: a field left out (or null) keeps the default.
 type guestJSON struct {
-	Command    []string           `json:"command"`
-	ScriptPath *string            `json:"script_path"`
-	WorkDir    *string            `json:"work_dir"`
-	OutputDir  *string            `json:"output_dir"`
-	LogPort    *string            `json:"log_port"`
-	Env        map[string]*string `json:"env"`
+	Command       []string           `json:"command"`
+	ScriptPath    *string            `json:"script_path"`
+	WorkDir       *string            `json:"work_dir"`
+	OutputDir     *string            `json:"output_dir"`
+	LogPort       *string            `json:"log_port"`
+	DataPort      *string            `json:"data_port"`
+	InputCommand  []string           `json:"input_command"`
+	OutputCommand []string           `json:"output_command"`
+	Env           map[string]*string `json:"env"`
 }
 
-const guestFields = "command, script_path, work_dir, output_dir, log_port, env"
+const guestFields = "command, input_command, output_command, script_path, work_dir, output_dir, log_port, data_port, env"
 
 // parseGuest lays runner.json (nil when absent) over DefaultGuest.
 func parseGuest(path string, data []byte) (Guest, error) {
@@ -314,6 +329,20 @@ func parseGuest(path string, data []byte) (Guest, error) {
 		}
 		g.Command = in.Command
 	}
+	for _, c := range []struct {
+		name string
+		in   []string
+		out  *[]string
+	}{{"input_command", in.InputCommand, &g.InputCommand}, {"output_command", in.OutputCommand, &g.OutputCommand}} {
+		if c.in == nil {
+			continue
+		}
+		if len(c.in) == 0 || c.in[0] == "" {
+			return Guest{}, fmt.Errorf("%w: %s: %q is empty: give the program and its arguments, or leave the field out to use the default",
+				ErrInvalidRunner, path, c.name)
+		}
+		*c.out = c.in
+	}
 	for _, f := range []struct {
 		name string
 		in   *string
@@ -323,6 +352,7 @@ func parseGuest(path string, data []byte) (Guest, error) {
 		{"work_dir", in.WorkDir, &g.WorkDir},
 		{"output_dir", in.OutputDir, &g.OutputDir},
 		{"log_port", in.LogPort, &g.LogPort},
+		{"data_port", in.DataPort, &g.DataPort},
 	} {
 		if f.in == nil {
 			continue

@@ -27,7 +27,10 @@ type Config struct {
 	Name           string
 	Concurrency    int           // jobs at once on this host
 	DefaultTimeout time.Duration // for jobs that set none
-	Consumer       queue.ConsumerOptions
+	// MaxInputBytes and MaxArtifactBytes bound the files a job moves in and out (0: no limit).
+	MaxInputBytes    int64
+	MaxArtifactBytes int64
+	Consumer         queue.ConsumerOptions
 }
 
 // Worker serves a set of runners from one queue.
@@ -125,20 +128,66 @@ func (w *Worker) pullLoop(ctx, jobCtx context.Context, r *vmrun.Runner, p *queue
 
 func (w *Worker) runJob(ctx context.Context, r *vmrun.Runner, d *queue.Delivery) {
 	log := w.log.With("job_id", d.Job.ID, "runner", r.Name, "attempt", d.Attempt)
+	// Status, output and the result outlive a cancelled job context.
+	finishCtx := context.WithoutCancel(ctx)
 	if err := d.Start(ctx, w.cfg.Name); err != nil {
+		switch {
+		case errors.Is(err, queue.ErrCancelled):
+			log.Info("job cancelled before it started")
+			return
+		case errors.Is(err, queue.ErrFinished):
+			log.Info("job already finished; dropped", "err", err)
+			return
+		}
 		log.Warn("could not record running status", "err", err)
+	}
+
+	jobCtx, cancelJob := context.WithCancelCause(ctx)
+	defer cancelJob(nil)
+	if cancelled, err := d.CancelWatch(jobCtx); err != nil {
+		log.Warn("cannot watch for cancel requests", "err", err)
+	} else {
+		go func() {
+			select {
+			case <-cancelled:
+				log.Info("cancel requested")
+				cancelJob(queue.ErrCancelled)
+			case <-jobCtx.Done():
+			}
+		}()
 	}
 	stopProgress := w.keepAlive(d, log)
 	log.Info("job started")
 
-	// Output publishing and the result outlive a cancelled job context.
-	finishCtx := context.WithoutCancel(ctx)
 	logs := d.Logs(finishCtx)
-	timeout := d.Job.Timeout(w.cfg.DefaultTimeout)
-	out, err := w.exec.Run(ctx, r, vmrun.Job{ID: d.Job.ID, Script: d.Job.Script, Env: d.Job.Env, Timeout: timeout}, logs)
+	col := &artifactCollector{q: w.q, jobID: d.Job.ID, limit: w.artifactLimit(d.Job)}
+	vjob := vmrun.Job{
+		ID: d.Job.ID, Script: d.Job.Script, Env: d.Job.Env, Timeout: d.Job.Timeout(w.cfg.DefaultTimeout),
+		Collect: func(tar io.Reader) error { return col.collect(jobCtx, tar) },
+		OnPhase: func(phase string) {
+			if err := d.Phase(finishCtx, phase); err != nil {
+				log.Warn("could not record phase", "phase", phase, "err", err)
+			}
+		},
+	}
+	var (
+		out vmrun.Outcome
+		err error
+	)
+	if d.Job.Inputs != nil {
+		var in io.ReadCloser
+		if in, err = w.openInputs(jobCtx, d.Job); err == nil {
+			defer in.Close()
+			vjob.Input, vjob.InputSize = in, d.Job.Inputs.Size
+		}
+	}
+	if err == nil {
+		out, err = w.exec.Run(jobCtx, r, vjob, logs)
+	}
 	stopProgress()
 
-	if err != nil && ctx.Err() != nil && !errors.Is(err, vmrun.ErrTimeout) {
+	cancelled := errors.Is(context.Cause(jobCtx), queue.ErrCancelled)
+	if err != nil && !cancelled && ctx.Err() != nil && !errors.Is(err, vmrun.ErrTimeout) {
 		// The worker is going down hard: hand the job back rather than fail it.
 		if rerr := d.Release(0); rerr != nil {
 			log.Error("could not hand the job back", "err", rerr)
@@ -147,6 +196,10 @@ func (w *Worker) runJob(ctx context.Context, r *vmrun.Runner, d *queue.Delivery)
 		return
 	}
 	res := resultOf(out, err)
+	if cancelled {
+		res = queue.Result{State: queue.StateCancelled, Error: "cancelled while " + lastPhase(out), Timings: res.Timings}
+	}
+	res.Artifacts, res.Refused = col.artifacts, col.refused
 	res.LogChunks, res.LogBytes = logs.Chunks(), logs.Bytes()
 	fctx, cancel := context.WithTimeout(finishCtx, finishTimeout)
 	defer cancel()
@@ -155,7 +208,21 @@ func (w *Worker) runJob(ctx context.Context, r *vmrun.Runner, d *queue.Delivery)
 		return
 	}
 	log.Info("job finished", "state", res.State, "exit_code", exitCode(res), "err", res.Error,
-		"prepare", out.Prepare, "boot", out.Boot, "run", out.Run, "teardown", out.Teardown)
+		"artifacts", len(res.Artifacts), "prepare", out.Prepare, "boot", out.Boot, "inputs", out.Inputs,
+		"run", out.Run, "collect", out.Collect, "teardown", out.Teardown)
+}
+
+// lastPhase names how far a job got, from the executor's timings.
+func lastPhase(o vmrun.Outcome) string {
+	switch {
+	case o.Collect > 0:
+		return "collecting artifacts"
+	case o.Run > 0:
+		return "running"
+	case o.Inputs > 0:
+		return "sending inputs"
+	}
+	return "booting"
 }
 
 // keepAlive sends progress acks every third of the ack wait until the returned stop is called.
@@ -187,7 +254,8 @@ func (w *Worker) keepAlive(d *queue.Delivery, log *slog.Logger) (stop func()) {
 func resultOf(o vmrun.Outcome, err error) queue.Result {
 	res := queue.Result{Timings: queue.Timings{
 		PrepareMS: o.Prepare.Milliseconds(), BootMS: o.Boot.Milliseconds(),
-		RunMS: o.Run.Milliseconds(), TeardownMS: o.Teardown.Milliseconds(),
+		InputsMS: o.Inputs.Milliseconds(), RunMS: o.Run.Milliseconds(),
+		CollectMS: o.Collect.Milliseconds(), TeardownMS: o.Teardown.Milliseconds(),
 	}}
 	switch {
 	case err == nil:

@@ -27,6 +27,8 @@ type config struct {
 	DomainType  string        `envconfig:"DOMAIN_TYPE" desc:"override every runner's domain type (e.g. qemu for TCG where KVM is unusable)"`
 	BootTimeout time.Duration `envconfig:"BOOT_TIMEOUT" default:"2m" desc:"domain start until the guest agent answers"`
 	JobTimeout  time.Duration `envconfig:"JOB_TIMEOUT" default:"30m" desc:"script run time for jobs that set no timeout"`
+	MaxInput    int64         `envconfig:"MAX_INPUT_BYTES" default:"1073741824" desc:"total size of a job's input files at most (0: no limit)"`
+	MaxArtifact int64         `envconfig:"MAX_ARTIFACT_BYTES" default:"1073741824" desc:"total size of a job's artifacts at most; a job may ask for less (0: no limit)"`
 	AckWait     time.Duration `envconfig:"ACK_WAIT" default:"2m" desc:"a job whose worker stops acking is redelivered after this"`
 	MaxDeliver  int           `envconfig:"MAX_DELIVER" default:"5" desc:"deliveries of one job at most"`
 	Name        string        `envconfig:"WORKER_NAME" desc:"this worker's name (default: the host name)"`
@@ -46,6 +48,9 @@ func (c *config) validate() error {
 	}
 	if c.AckWait < 3*time.Second {
 		errs = append(errs, errors.New("SMALLSCALE_ACK_WAIT must be at least 3s (progress acks go every third of it)"))
+	}
+	if c.MaxInput < 0 || c.MaxArtifact < 0 {
+		errs = append(errs, errors.New("SMALLSCALE_MAX_INPUT_BYTES and SMALLSCALE_MAX_ARTIFACT_BYTES must not be negative"))
 	}
 	if c.MaxDeliver < 1 {
 		errs = append(errs, errors.New("SMALLSCALE_MAX_DELIVER must be at least 1"))

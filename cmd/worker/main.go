@@ -189,6 +189,7 @@ func serveWith(ctx, jobCtx context.Context, cfg config, log *slog.Logger) error 
 
 	w, err := worker.New(worker.Config{
 		Name: cfg.Name, Concurrency: cfg.Concurrency, DefaultTimeout: cfg.JobTimeout,
+		MaxInputBytes: cfg.MaxInput, MaxArtifactBytes: cfg.MaxArtifact,
 		Consumer: queue.ConsumerOptions{AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver},
 	}, q, exec, runners, log)
 	if err != nil {
@@ -260,8 +261,9 @@ func render(cfg config, name string, stdout, stderr io.Writer) int {
 	}
 	domXML, err := r.DomainXML(vmrun.JobSpec{
 		DomainName: dom, OverlayPath: filepath.Join(cfg.PoolDir, vol),
-		LogSocket: filepath.Join(cfg.SocketDir, job.ID+".sock"),
-		JobID:     job.ID, Runner: name, Worker: cfg.Name, DomainType: cfg.DomainType,
+		LogSocket:  filepath.Join(cfg.SocketDir, job.ID+".log"),
+		DataSocket: filepath.Join(cfg.SocketDir, job.ID+".data"),
+		JobID:      job.ID, Runner: name, Worker: cfg.Name, DomainType: cfg.DomainType,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)

@@ -251,8 +251,8 @@ uuid="${h:0:8}-${h:8:4}-5${h:13:3}-a${h:17:3}-${h:20:12}"
 vm_xml="<domain type='qemu'>
   <name>tiny</name>
   <uuid>$uuid</uuid>
-  <memory unit='KiB'>262144</memory>
-  <currentMemory unit='KiB'>262144</currentMemory>
+  <memory unit='KiB'>1048576</memory>
+  <currentMemory unit='KiB'>1048576</currentMemory>
   <vcpu placement='static'>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
