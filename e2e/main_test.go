@@ -30,6 +30,7 @@ var env struct {
 	natsURL   string
 	workerLog string
 	q         *queue.Queue
+	js        jetstream.JetStream
 	virt      *libvirt.Connect
 	pool      string
 }
@@ -122,7 +123,7 @@ func runMain(m *testing.M) (int, error) {
 	for {
 		if q, err := openQueue(); err == nil {
 			if _, err := q.js.Consumer(context.Background(), q.q.Names().JobsStream(), q.q.Names().RunnerConsumer("tiny")); err == nil {
-				env.q = q.q
+				env.q, env.js = q.q, q.js
 				break
 			}
 		}

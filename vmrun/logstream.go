@@ -8,11 +8,10 @@ import (
 // copyUntilMarker copies r to w until marker appears in the stream, without writing the
 // marker or anything after it. It reports whether it saw the marker; it returns false at EOF
 // or on a read error (the domain went away). Output is passed on as soon as it is read, except
-// for a tail shorter than the marker that might be its beginning.
+// for a tail that could be the beginning of the marker.
 func copyUntilMarker(w io.Writer, r io.Reader, marker []byte) (bool, error) {
 	buf := make([]byte, 64<<10)
 	var pending []byte
-	keep := len(marker) - 1
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
@@ -23,8 +22,7 @@ func copyUntilMarker(w io.Writer, r io.Reader, marker []byte) (bool, error) {
 				}
 				return true, nil
 			}
-			if len(pending) > keep {
-				cut := len(pending) - keep
+			if cut := len(pending) - markerPrefixAtEnd(pending, marker); cut > 0 {
 				if _, werr := w.Write(pending[:cut]); werr != nil {
 					return false, werr
 				}
@@ -43,4 +41,14 @@ func copyUntilMarker(w io.Writer, r io.Reader, marker []byte) (bool, error) {
 			return false, err
 		}
 	}
+}
+
+// markerPrefixAtEnd is the length of the longest proper prefix of marker that b ends with.
+func markerPrefixAtEnd(b, marker []byte) int {
+	for k := min(len(marker)-1, len(b)); k > 0; k-- {
+		if bytes.HasSuffix(b, marker[:k]) {
+			return k
+		}
+	}
+	return 0
 }

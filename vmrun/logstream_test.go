@@ -21,6 +21,7 @@ func TestCopyUntilMarker(t *testing.T) {
 		{"eof without marker", "cut short", "cut short", false},
 		{"prefix of marker then eof", "x" + string(marker[:10]), "x" + string(marker[:10]), false},
 		{"large output", strings.Repeat("y", 200000) + string(marker), strings.Repeat("y", 200000), true},
+		{"marker prefix inside output", "a" + string(marker[:20]) + "b" + string(marker), "a" + string(marker[:20]) + "b", true},
 	}
 	for _, tt := range tests {
 		for _, reader := range []struct {
@@ -40,3 +41,26 @@ func TestCopyUntilMarker(t *testing.T) {
 		}
 	}
 }
+
+// A short line is passed on at once, not held back until more output arrives.
+func TestCopyUntilMarkerPassesShortLinesOn(t *testing.T) {
+	pr, pw := io.Pipe()
+	lines := make(chan string, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = copyUntilMarker(writerFunc(func(p []byte) (int, error) { lines <- string(p); return len(p), nil }), pr, []byte("smallscale-end-0123456789abcdef"))
+	}()
+	if _, err := pw.Write([]byte("started\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-lines; got != "started\n" {
+		t.Fatalf("got %q, want the line at once", got)
+	}
+	pw.Close()
+	<-done
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
