@@ -24,9 +24,9 @@ func (q *Queue) Submit(ctx context.Context, job Job) error {
 		}
 		return fmt.Errorf("look up runner %s: %w", job.Runner, err)
 	}
-	data, err := json.Marshal(job)
+	data, err := job.Encode()
 	if err != nil {
-		return fmt.Errorf("encode job: %w", err)
+		return err
 	}
 	// The status goes first, so that a worker always finds it.
 	if _, err := updateStatus(ctx, q.status, job.ID, func(st *Status) error {

@@ -84,6 +84,7 @@ func (p *Puller) Next(ctx context.Context) (*Delivery, error) {
 		err = fmt.Errorf("%w: runner %q published on the subject of runner %q", ErrInvalidJob, job.Runner, p.runner)
 	}
 	if err != nil {
+		job.Runner = p.runner // the queue it came from, whatever the message says
 		return nil, p.q.reject(ctx, msg, job, attempt, err)
 	}
 	return &Delivery{Job: job, Attempt: attempt, msg: msg, q: p.q}, nil

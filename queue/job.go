@@ -69,7 +69,7 @@ func (j Job) Validate() error {
 		return bad("format %d is not supported (this version speaks format %d)", j.Format, JobFormat)
 	}
 	if !validID(j.ID) {
-		return bad("id %q is not a UUID", j.ID)
+		return bad("id %q is not a lower-case UUID", j.ID)
 	}
 	if !ValidRunnerName(j.Runner) {
 		return bad("runner name %q must match [a-z0-9][a-z0-9_-]* (at most %d characters)", j.Runner, MaxRunnerNameLen)
@@ -91,8 +91,8 @@ func (j Job) Validate() error {
 		if !envName.MatchString(k) {
 			return bad("env name %q must match [A-Za-z_][A-Za-z0-9_]*", k)
 		}
-		if strings.HasPrefix(k, "CI_") {
-			return bad("env name %q: the CI_ prefix is reserved for smallscale", k)
+		if k == "CI" || strings.HasPrefix(k, "CI_") {
+			return bad("env name %q: CI and the CI_ prefix are reserved for smallscale", k)
 		}
 		if strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
 			return bad("env %s: value must be UTF-8 without NUL bytes", k)
@@ -132,9 +132,10 @@ func DecodeJob(data []byte) (Job, error) {
 	return j, nil
 }
 
+// validID accepts a UUID in its canonical lower-case form, so that one job has one spelling.
 func validID(id string) bool {
 	_, err := uuid.Parse(id)
-	return err == nil && len(id) == 36
+	return err == nil && len(id) == 36 && strings.ToLower(id) == id
 }
 
 // salvageID reads what it can of a message that is not a valid job, so that the submitter can
@@ -148,4 +149,22 @@ func salvageID(data []byte) Job {
 		return Job{}
 	}
 	return Job{ID: j.ID, Runner: j.Runner}
+}
+
+// MaxJobBytes is the largest job message: NATS' default maximum payload.
+const MaxJobBytes = 1 << 20
+
+// Encode returns the job message. It does not escape <, > and & (which would grow a script up
+// to six-fold) and refuses a message over MaxJobBytes.
+func (j Job) Encode() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(j); err != nil {
+		return nil, fmt.Errorf("encode job: %w", err)
+	}
+	if buf.Len() > MaxJobBytes {
+		return nil, fmt.Errorf("%w: the job message is %d bytes, over the limit of %d (a script full of control characters grows when escaped)", ErrInvalidJob, buf.Len(), MaxJobBytes)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

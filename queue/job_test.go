@@ -25,7 +25,7 @@ func TestDecodeJob(t *testing.T) {
 		{"huge env", hugeEnv, "over the limit", true},
 		{"negative timeout", strings.Replace(good, `"timeout_seconds":60`, `"timeout_seconds":-1`, 1), "timeout_seconds", true},
 		{"trailing data", good + `{}`, "trailing data", true},
-		{"bad id", strings.Replace(good, `0190a5d0-7c5e-7000-8000-000000000001`, `x`, 1), "not a UUID", false},
+		{"bad id", strings.Replace(good, `0190a5d0-7c5e-7000-8000-000000000001`, `x`, 1), "not a lower-case UUID", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
