@@ -2,7 +2,7 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: all setup runner build demo test test-unit vet clean
+.PHONY: all setup runner tools build demo test test-unit vet clean
 
 all: build
 
@@ -11,6 +11,11 @@ setup:
 
 runner: setup
 	runners/tiny/build.sh
+
+# The nats CLI, for the protocol example's end-to-end test (docs/examples/nats-submit.sh).
+NATSCLI_VERSION := v0.5.0
+tools:
+	@command -v nats >/dev/null || test -x "$$($(GO) env GOPATH)/bin/nats" || $(GO) install github.com/nats-io/natscli/nats@$(NATSCLI_VERSION)
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -25,7 +30,7 @@ vet:
 
 # The whole suite, end-to-end VM tests included: SMALLSCALE_E2E=1 makes them fail, not skip,
 # when libvirt or the tiny runner is missing.
-test: runner vet
+test: runner tools vet
 	SMALLSCALE_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Pure logic and the queue only: no libvirt needed.
