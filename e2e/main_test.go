@@ -29,6 +29,7 @@ var env struct {
 	bin       string // built binaries
 	natsURL   string
 	workerLog string
+	workerPID int
 	q         *queue.Queue
 	js        jetstream.JetStream
 	virt      *libvirt.Connect
@@ -105,6 +106,7 @@ func runMain(m *testing.M) (int, error) {
 	if err := w.Start(); err != nil {
 		return 0, err
 	}
+	env.workerPID = w.Process.Pid
 	exited := make(chan error, 1)
 	go func() { exited <- w.Wait() }()
 	defer func() {

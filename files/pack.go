@@ -10,8 +10,8 @@ import (
 )
 
 // Pack writes a tar of the given files and directories to w: each under its base name, trees
-// whole, with their modes. It refuses links that point outside the tree they are in, and special
-// files. It returns the number of bytes of file content packed.
+// whole, with their modes. It refuses links that point outside the archive (each link judged by
+// its own text; a receiver must still not follow links while unpacking) and special files. It returns the number of bytes of file content packed.
 func Pack(w io.Writer, paths []string) (int64, error) {
 	tw := tar.NewWriter(w)
 	var total int64

@@ -31,9 +31,11 @@ func WriteFile(root *os.Root, name string, mode os.FileMode, content io.Reader, 
 		err = cerr
 	}
 	if err != nil {
+		_ = root.Remove(name)
 		return n, fmt.Errorf("write %s: %w", name, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); want != "" && got != want {
+		_ = root.Remove(name)
 		return n, fmt.Errorf("%s: SHA-256 %s, want %s", name, got, want)
 	}
 	if err := root.Chmod(name, mode.Perm()); err != nil {

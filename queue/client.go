@@ -18,11 +18,8 @@ func (q *Queue) Submit(ctx context.Context, job Job) error {
 	if err := job.Validate(); err != nil {
 		return err
 	}
-	if _, err := q.js.Consumer(ctx, q.names.JobsStream(), q.names.RunnerConsumer(job.Runner)); err != nil {
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("%w: %q (no worker has registered it; `worker check` on a host lists its runners)", ErrNoSuchRunner, job.Runner)
-		}
-		return fmt.Errorf("look up runner %s: %w", job.Runner, err)
+	if err := q.CheckRunner(ctx, job.Runner); err != nil {
+		return err
 	}
 	data, err := job.Encode()
 	if err != nil {
@@ -48,6 +45,22 @@ func (q *Queue) Submit(ctx context.Context, job Job) error {
 	}
 	if ack.Duplicate {
 		return fmt.Errorf("%w: %s was published before; a resubmission needs a new id", ErrDuplicateJob, job.ID)
+	}
+	return nil
+}
+
+// CheckRunner returns an error wrapping ErrNoSuchRunner when no worker has ever served the
+// runner. Submit checks this too; a submitter with inputs to upload checks it first, so that a
+// typo in the runner name does not cost the upload.
+func (q *Queue) CheckRunner(ctx context.Context, runner string) error {
+	if !ValidRunnerName(runner) {
+		return fmt.Errorf("%w: runner name %q must match [a-z0-9][a-z0-9_-]* (at most %d characters)", ErrInvalidJob, runner, MaxRunnerNameLen)
+	}
+	if _, err := q.js.Consumer(ctx, q.names.JobsStream(), q.names.RunnerConsumer(runner)); err != nil {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("%w: %q (no worker has registered it; `worker check` on a host lists its runners)", ErrNoSuchRunner, runner)
+		}
+		return fmt.Errorf("look up runner %s: %w", runner, err)
 	}
 	return nil
 }

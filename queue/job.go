@@ -127,6 +127,9 @@ func DecodeJob(data []byte) (Job, error) {
 		return salvageID(data), fmt.Errorf("%w: trailing data after the job object", ErrInvalidJob)
 	}
 	if err := j.Validate(); err != nil {
+		if !validID(j.ID) {
+			j.ID = "" // a refused job carries an id only when it can name the job
+		}
 		return j, err
 	}
 	return j, nil

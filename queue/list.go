@@ -28,10 +28,10 @@ func (q *Queue) List(ctx context.Context, f ListFilter) ([]Status, error) {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
 	var keys []string
-	for k := range lister.Keys() {
+	for k := range lister.Keys() { // closed once every key was listed (the lister then stops itself), or when ctx ends
 		keys = append(keys, k)
 	}
-	if err := lister.Stop(); err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
 	slices.SortFunc(keys, func(a, b string) int { return strings.Compare(b, a) })

@@ -55,6 +55,11 @@ func TestBadInputIsRefused(t *testing.T) {
 		{"env twice", []string{"--runner", "tiny", "--script", good, "--env", "A=1", "--env", "A=2"}, "given twice"},
 		{"negative timeout", []string{"--runner", "tiny", "--script", good, "--timeout", "-1s"}, "--timeout"},
 		{"stray argument", []string{"--runner", "tiny", "--script", good, "extra"}, "unexpected argument"},
+		{"artifacts dir is a file", []string{"--runner", "tiny", "--script", good, "--artifacts", good}, "not a directory"},
+		{"artifacts with detach", []string{"--runner", "tiny", "--script", good, "--artifacts", t.TempDir(), "--detach"}, "--detach does not"},
+		{"max-input zero", []string{"--runner", "tiny", "--script", good, "--max-input", "0"}, "bad flags"},
+		{"max-artifacts junk", []string{"--runner", "tiny", "--script", good, "--max-artifacts", "lots"}, "bad flags"},
+		{"missing input", []string{"--runner", "tiny", "--script", good, "--input", unreadable}, "missing.sh: no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
