@@ -2,7 +2,7 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: all setup runner tools build demo test test-unit vet clean
+.PHONY: all setup runner tools build demo test test-unit vet fuzz clean
 
 all: build
 
@@ -32,6 +32,21 @@ vet:
 # when libvirt or the tiny runner is missing.
 test: runner tools vet
 	SMALLSCALE_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+# Go fuzz targets, each for FUZZTIME (a duration, or a count like 500x). Their seed corpora
+# (f.Add and testdata/fuzz/) also run as ordinary tests; an input that fails lands in the
+# package's testdata/fuzz/<target>/ and, once checked in, stays as a regression seed.
+# Minimizing new corpus entries is capped, or it eats a short run.
+FUZZTIME ?= 15s
+FUZZMINTIME ?= 2s
+FUZZ_TARGETS := queue:FuzzDecodeJob vmrun:FuzzDomainXML files:FuzzCollect
+fuzz:
+	@fail=; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== $$name (./$$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${name}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./$$pkg || fail="$$fail $$name"; \
+	done; test -z "$$fail" || { echo "fuzzing failed:$$fail"; exit 1; }
 
 # Pure logic and the queue only: no libvirt needed.
 test-unit:

@@ -133,7 +133,7 @@ func BenchmarkArtifact200MB(b *testing.B) {
 func downloadTime(b *testing.B, jobID string) time.Duration {
 	out := filepath.Join(b.TempDir(), "again")
 	start := time.Now()
-	cmd := exec.Command(filepath.Join(env.bin, "submit"), "--nats", env.natsURL, "artifacts", jobID, "-o", out)
+	cmd := exec.Command(filepath.Join(env.bin, "submit"), "artifacts", jobID, "-o", out, "--nats", env.natsURL)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("submit artifacts: %v\n%s", err, msg)
 	}

@@ -189,7 +189,8 @@ func submit(t *testing.T, args ...string) submitRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(env.bin, "submit"), append([]string{"--nats", env.natsURL}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(env.bin, "submit"), args...)
+	cmd.Env = append(os.Environ(), "SMALLSCALE_NATS_URL="+env.natsURL)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

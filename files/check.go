@@ -39,6 +39,9 @@ func Check(r io.Reader, limit int64) error {
 		default:
 			return fmt.Errorf("%w: %q is neither a file, a directory nor a link", ErrUnsafePath, name)
 		}
+		if hdr.Size < 0 || (limit > 0 && hdr.Size > limit-total) { // no overflow with a huge claimed size
+			return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+		}
 		total += hdr.Size
 		if limit > 0 && total > limit {
 			return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)

@@ -59,7 +59,7 @@ func Collect(r io.Reader, limit int64, store func(path string, content io.Reader
 			}
 			entries = append(entries, Entry{Path: name, Link: hdr.Linkname, Mode: uint32(hdr.Mode) & 0o777})
 		case tar.TypeReg:
-			if limit > 0 && total+hdr.Size > limit {
+			if hdr.Size < 0 || (limit > 0 && hdr.Size > limit-total) { // no overflow with a huge claimed size
 				return entries, refused, fmt.Errorf("%w: artifacts exceed %d bytes at %s", ErrTooLarge, limit, name)
 			}
 			total += hdr.Size

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Cancel asks for the job to end as cancelled. A queued job is answered at once with a
@@ -37,16 +36,8 @@ func (q *Queue) Cancel(ctx context.Context, jobID string) (Status, error) {
 	if st.State == StateCancelled {
 		// Nobody runs the job: the canceller answers it. A worker that pulls it later finds it
 		// finished and drops it.
-		res := Result{Format: ResultFormat, JobID: jobID, Runner: st.Runner, State: StateCancelled,
-			Error: st.Error, FinishedAt: now}
-		data, err := json.Marshal(res)
-		if err != nil {
+		if err := q.publishResult(ctx, resultFromStatus(st)); err != nil {
 			return st, err
-		}
-		msg := nats.NewMsg(q.names.ResultSubject(jobID))
-		msg.Data = data
-		if _, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(jobID+"/result/cancel"), jetstream.WithExpectStream(q.names.ResultsStream())); err != nil {
-			return st, fmt.Errorf("store result of cancelled %s: %w", jobID, err)
 		}
 	}
 	// Tell a running worker at once; the status entry is the durable record.

@@ -107,31 +107,41 @@ func (q *Queue) reject(ctx context.Context, msg jetstream.Msg, job Job, attempt 
 	return cause
 }
 
-// Start claims the job for worker. When the job was cancelled before it started, Start stores
-// its cancelled result, acknowledges it and returns ErrCancelled; when it already ended (a
-// cancel while queued, or an earlier attempt finished), Start acknowledges it and returns
-// ErrFinished. In both cases the job must not run.
+// Start claims the job for worker with a compare-and-set on its status entry, recording this
+// delivery as the current attempt. The job must not run when Start returns an error:
+//   - ErrCancelled: it was cancelled before it started; Start stored its cancelled result and
+//     acknowledged it;
+//   - ErrFinished: it already has its result (cancelled while queued, or an earlier attempt
+//     finished); Start acknowledged it, and stored the result again if it was lost;
+//   - ErrSuperseded: a newer delivery of it runs elsewhere; this one is dropped without an ack.
 func (d *Delivery) Start(ctx context.Context, worker string) error {
 	d.worker = worker
 	d.started = time.Now().UTC()
 	st, err := updateStatus(ctx, d.q.status, d.Job.ID, func(st *Status) error {
-		if st.State.Terminal() {
-			return ErrFinished
+		if err := d.fence(st); err != nil {
+			return err
 		}
 		if st.CancelRequested {
 			return ErrCancelled
 		}
 		st.Runner, st.State, st.Worker, st.Attempt = d.Job.Runner, StateRunning, worker, d.Attempt
 		st.SubmittedAt, st.StartedAt = d.Job.SubmittedAt, d.started
+		st.Error = ""
 		st.addPhase(PhaseStarted, d.started)
 		return nil
 	})
 	switch {
 	case errors.Is(err, ErrFinished):
+		// The attempt that finished may have died between its status and its result.
+		if _, rerr := d.q.Result(ctx, d.Job.ID); errors.Is(rerr, ErrNotFound) {
+			if perr := d.q.publishResult(ctx, resultFromStatus(st)); perr != nil {
+				return errors.Join(err, perr)
+			}
+		}
 		if aerr := d.msg.DoubleAck(ctx); aerr != nil {
 			return errors.Join(err, fmt.Errorf("ack finished job: %w", aerr))
 		}
-		return fmt.Errorf("%w: job %s is already %s", ErrFinished, d.Job.ID, st.State)
+		return fmt.Errorf("%w: job %s is %s", ErrFinished, d.Job.ID, st.State)
 	case errors.Is(err, ErrCancelled):
 		if ferr := d.Finish(ctx, Result{State: StateCancelled, Error: "cancelled before it started"}); ferr != nil {
 			return errors.Join(err, ferr)
@@ -139,6 +149,17 @@ func (d *Delivery) Start(ctx context.Context, worker string) error {
 		return err
 	}
 	return err
+}
+
+// fence refuses to change a status entry that a newer attempt owns or that is already final.
+func (d *Delivery) fence(st *Status) error {
+	if st.State.Terminal() {
+		return ErrFinished
+	}
+	if st.Attempt > d.Attempt {
+		return fmt.Errorf("%w: attempt %d runs, this is attempt %d", ErrSuperseded, st.Attempt, d.Attempt)
+	}
+	return nil
 }
 
 // Phase records that the job entered a phase (PhaseBooting, PhaseRunning, PhaseCollecting).
@@ -160,9 +181,22 @@ func (d *Delivery) Phase(ctx context.Context, name string) error {
 func (d *Delivery) InProgress() error { return d.msg.InProgress() }
 
 // Finish stores the job's result and status, then acknowledges the job. The ack comes last, so
-// a job whose result was not stored is redelivered rather than lost.
+// a job whose result was not stored is redelivered rather than lost. An attempt that a newer
+// one superseded gets ErrSuperseded and must not ack: its late ack would end the newer
+// attempt's delivery.
 func (d *Delivery) Finish(ctx context.Context, res Result) error {
-	if err := d.store(ctx, res); err != nil {
+	err := d.store(ctx, res)
+	switch {
+	case errors.Is(err, ErrSuperseded):
+		return err
+	case errors.Is(err, ErrFinished):
+		// Someone else gave the job its result (a cancel while queued, the max-deliveries
+		// handler); this delivery is done too.
+		if aerr := d.msg.DoubleAck(ctx); aerr != nil {
+			return errors.Join(err, fmt.Errorf("ack job %s: %w", d.Job.ID, aerr))
+		}
+		return err
+	case err != nil:
 		return err
 	}
 	if err := d.msg.DoubleAck(ctx); err != nil {
@@ -171,11 +205,32 @@ func (d *Delivery) Finish(ctx context.Context, res Result) error {
 	return nil
 }
 
+// Retry hands the job back for another attempt after delay, recording why in its status. It
+// returns ErrSuperseded or ErrFinished (and does not hand back) when the job is no longer this
+// attempt's.
+func (d *Delivery) Retry(ctx context.Context, delay time.Duration, reason error) error {
+	_, err := updateStatus(ctx, d.q.status, d.Job.ID, func(st *Status) error {
+		if err := d.fence(st); err != nil {
+			return err
+		}
+		st.State = StateQueued
+		st.Error = fmt.Sprintf("attempt %d failed: %v; retrying in %s", d.Attempt, reason, delay)
+		st.addPhase(PhaseRetrying, time.Now().UTC())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return d.msg.NakWithDelay(delay)
+}
+
 // Release hands the job back for another delivery after delay, without a result.
 func (d *Delivery) Release(delay time.Duration) error {
 	return d.msg.NakWithDelay(delay)
 }
 
+// store records the result: first the terminal state in the status entry, by compare-and-set,
+// so that only the current attempt can end the job; then the result message.
 func (d *Delivery) store(ctx context.Context, res Result) error {
 	res.Format = ResultFormat
 	res.JobID = d.Job.ID
@@ -186,17 +241,10 @@ func (d *Delivery) store(ctx context.Context, res Result) error {
 	if res.FinishedAt.IsZero() {
 		res.FinishedAt = time.Now().UTC()
 	}
-	data, err := json.Marshal(res)
-	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
-	}
-	msg := nats.NewMsg(d.q.names.ResultSubject(d.Job.ID))
-	msg.Data = data
-	msgID := fmt.Sprintf("%s/result/%d", d.Job.ID, d.Attempt)
-	if _, err := d.q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(d.q.names.ResultsStream())); err != nil {
-		return fmt.Errorf("store result of %s: %w", d.Job.ID, err)
-	}
-	_, err = updateStatus(ctx, d.q.status, d.Job.ID, func(st *Status) error {
+	_, err := updateStatus(ctx, d.q.status, d.Job.ID, func(st *Status) error {
+		if err := d.fence(st); err != nil {
+			return err
+		}
 		st.Runner, st.State, st.Worker, st.Attempt = d.Job.Runner, res.State, d.worker, d.Attempt
 		st.ExitCode, st.Error, st.FinishedAt = res.ExitCode, res.Error, res.FinishedAt
 		if st.SubmittedAt.IsZero() {
@@ -208,7 +256,35 @@ func (d *Delivery) store(ctx context.Context, res Result) error {
 		st.addPhase(string(res.State), res.FinishedAt)
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return d.q.publishResult(ctx, res)
+}
+
+// publishResult stores a job's one result. Its message id is the same for every attempt, so a
+// repeated publish within the duplicate window is dropped.
+func (q *Queue) publishResult(ctx context.Context, res Result) error {
+	res.Format = ResultFormat
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	msg := nats.NewMsg(q.names.ResultSubject(res.JobID))
+	msg.Data = data
+	if _, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(res.JobID+"/result"), jetstream.WithExpectStream(q.names.ResultsStream())); err != nil {
+		return fmt.Errorf("store result of %s: %w", res.JobID, err)
+	}
+	return nil
+}
+
+// resultFromStatus rebuilds a result from a final status entry, for a result that was lost
+// between the two writes. Output counts and artifacts are not in the status and stay empty.
+func resultFromStatus(st Status) Result {
+	return Result{
+		JobID: st.JobID, Runner: st.Runner, State: st.State, ExitCode: st.ExitCode, Error: st.Error,
+		Worker: st.Worker, Attempt: st.Attempt, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt,
+	}
 }
 
 // MaxLogChunk bounds one output message.

@@ -17,6 +17,9 @@ var (
 	ErrCancelled = errors.New("job cancelled")
 	// ErrFinished means the job already has its terminal result.
 	ErrFinished = errors.New("job already finished")
+	// ErrSuperseded means a newer delivery of the job owns it; the older one must not run it,
+	// store a result or ack.
+	ErrSuperseded = errors.New("job superseded by a newer attempt")
 	// ErrNotFound means the job id is unknown (or its records have expired).
 	ErrNotFound = errors.New("job not found")
 )

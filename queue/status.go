@@ -45,6 +45,7 @@ const (
 	PhaseBooting    = "booting"    // its VM is starting
 	PhaseRunning    = "running"    // the script runs
 	PhaseCollecting = "collecting" // artifacts are being collected
+	PhaseRetrying   = "retrying"   // an attempt failed for an infrastructure reason; the job waits for the next
 )
 
 func (s *Status) addPhase(name string, at time.Time) {

@@ -550,10 +550,22 @@ func ensureAgentChannel(d *libvirtxml.Domain, _ JobSpec) error {
 	if d.Devices == nil {
 		d.Devices = &libvirtxml.DomainDeviceList{}
 	}
+	// Keep the first agent channel vm.xml has and drop any further one: two ports of one name
+	// would leave the agent's side to chance.
+	var kept []libvirtxml.DomainChannel
+	found := false
 	for _, ch := range d.Devices.Channels {
 		if virtioName(ch) == AgentChannel {
-			return nil
+			if found {
+				continue
+			}
+			found = true
 		}
+		kept = append(kept, ch)
+	}
+	d.Devices.Channels = kept
+	if found {
+		return nil
 	}
 	d.Devices.Channels = append(d.Devices.Channels, libvirtxml.DomainChannel{
 		Source: &libvirtxml.DomainChardevSource{UNIX: &libvirtxml.DomainChardevSourceUNIX{Mode: "bind"}},
