@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,6 +104,8 @@ func runMain(m *testing.M) (int, error) {
 		"SMALLSCALE_BOOT_TIMEOUT=90s",
 	)
 	w.Stdout, w.Stderr = logFile, logFile
+	// The worker dies with the tests, whatever ends them; libvirt then destroys its domains.
+	w.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := w.Start(); err != nil {
 		return 0, err
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
+	"time"
 
 	"libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -156,4 +158,62 @@ func destroyDomain(conn *libvirt.Connect, name string) error {
 		return fmt.Errorf("%w: destroy domain %s: %v", ErrLibvirt, name, err)
 	}
 	return nil
+}
+
+// leftoverAge is how old an overlay without a domain must be before it counts as left behind:
+// a live worker starts a job's domain within a second of creating its overlay.
+const leftoverAge = time.Minute
+
+// CleanLeftovers removes what a crash left behind: domains that carry this worker's mark (at
+// start-up it runs none), and overlays of smallscale's naming that no domain uses and that are
+// older than a minute. It never touches domains of other workers or volumes of other names.
+func (e *Executor) CleanLeftovers() (domains, volumes int, err error) {
+	doms, err := e.conn.ListAllDomains(0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: list domains: %v", ErrLibvirt, err)
+	}
+	var errs []error
+	for i := range doms {
+		d := &doms[i]
+		name, _ := d.GetName()
+		if strings.HasPrefix(name, NamePrefix) {
+			if doc, err := d.GetXMLDesc(0); err == nil {
+				if mark, ok, _ := ParseJobMark(doc); ok && mark.Worker == e.cfg.Worker {
+					if err := destroyDomain(e.conn, name); err != nil {
+						errs = append(errs, err)
+					} else {
+						domains++
+					}
+				}
+			}
+		}
+		d.Free()
+	}
+	vols, err := e.pool.ListAllStorageVolumes(0)
+	if err != nil {
+		return domains, 0, errors.Join(append(errs, fmt.Errorf("%w: list volumes: %v", ErrStorage, err))...)
+	}
+	for i := range vols {
+		v := &vols[i]
+		name, _ := v.GetName()
+		path, _ := v.GetPath()
+		v.Free()
+		domName, ok := strings.CutSuffix(name, ".qcow2")
+		if !ok || !strings.HasPrefix(name, NamePrefix) {
+			continue
+		}
+		if dom, err := e.conn.LookupDomainByName(domName); err == nil {
+			dom.Free()
+			continue // a job runs on it
+		}
+		if st, err := os.Stat(path); err != nil || time.Since(st.ModTime()) < leftoverAge {
+			continue // too young to judge, or not a local file
+		}
+		if err := deleteVolume(e.pool, name); err != nil {
+			errs = append(errs, err)
+		} else {
+			volumes++
+		}
+	}
+	return domains, volumes, errors.Join(errs...)
 }

@@ -186,6 +186,13 @@ func serveWith(ctx, jobCtx context.Context, cfg config, log *slog.Logger) error 
 		return err
 	}
 	defer exec.Close()
+	doms, vols, err := exec.CleanLeftovers()
+	if err != nil {
+		log.Warn("could not remove every leftover of an earlier run", "err", err)
+	}
+	if doms+vols > 0 {
+		log.Info("removed leftovers of an earlier run", "domains", doms, "overlays", vols)
+	}
 
 	w, err := worker.New(worker.Config{
 		Name: cfg.Name, Concurrency: cfg.Concurrency, DefaultTimeout: cfg.JobTimeout,
