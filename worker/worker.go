@@ -138,6 +138,9 @@ func (w *Worker) runJob(ctx context.Context, r *vmrun.Runner, d *queue.Delivery)
 		case errors.Is(err, queue.ErrFinished):
 			log.Info("job already finished; dropped", "err", err)
 			return
+		case errors.Is(err, queue.ErrSuperseded):
+			log.Warn("a newer attempt of the job runs elsewhere; dropped", "err", err)
+			return
 		}
 		log.Warn("could not record running status", "err", err)
 	}
@@ -184,32 +187,72 @@ func (w *Worker) runJob(ctx context.Context, r *vmrun.Runner, d *queue.Delivery)
 	if err == nil {
 		out, err = w.exec.Run(jobCtx, r, vjob, logs)
 	}
-	stopProgress()
 
 	cancelled := errors.Is(context.Cause(jobCtx), queue.ErrCancelled)
 	if err != nil && !cancelled && ctx.Err() != nil && !errors.Is(err, vmrun.ErrTimeout) {
 		// The worker is going down hard: hand the job back rather than fail it.
+		stopProgress()
 		if rerr := d.Release(0); rerr != nil {
 			log.Error("could not hand the job back", "err", rerr)
 		}
 		log.Warn("job interrupted by shutdown; handed back to the queue", "err", err)
 		return
 	}
+	if !cancelled {
+		if delay, retry := retryDelay(err, d.Attempt, w.cfg.Consumer.MaxDeliver); retry {
+			stopProgress()
+			log.Warn("infrastructure failure; job handed back for another attempt", "err", err, "delay", delay)
+			if rerr := d.Retry(finishCtx, delay, err); rerr != nil {
+				log.Error("could not hand the job back; it will be redelivered after the ack wait", "err", rerr)
+			}
+			return
+		}
+	}
 	res := resultOf(out, err)
 	if cancelled {
 		res = queue.Result{State: queue.StateCancelled, Error: "cancelled while " + lastPhase(out), Timings: res.Timings}
+	} else if retryable(err) {
+		res.Error = fmt.Sprintf("gave up after %d attempts: %s", d.Attempt, res.Error)
 	}
 	res.Artifacts, res.Refused = col.artifacts, col.refused
 	res.LogChunks, res.LogBytes = logs.Chunks(), logs.Bytes()
-	fctx, cancel := context.WithTimeout(finishCtx, finishTimeout)
-	defer cancel()
-	if ferr := d.Finish(fctx, res); ferr != nil {
-		log.Error("could not store the result; the job will be redelivered", "err", ferr)
-		return
-	}
+	// Progress acks go on while the result is stored, so that a broker that is briefly away
+	// does not cost the job a redelivery.
+	w.finish(ctx, d, res, log)
+	stopProgress()
 	log.Info("job finished", "state", res.State, "exit_code", exitCode(res), "err", res.Error,
 		"artifacts", len(res.Artifacts), "prepare", out.Prepare, "boot", out.Boot, "inputs", out.Inputs,
 		"run", out.Run, "collect", out.Collect, "teardown", out.Teardown)
+}
+
+// finishPatience bounds how long a worker keeps trying to store a result (a broker outage);
+// after that the job is left to its redelivery.
+const finishPatience = 10 * time.Minute
+
+// finish stores the result and acks the job, retrying with back-off while the broker is away.
+func (w *Worker) finish(ctx context.Context, d *queue.Delivery, res queue.Result, log *slog.Logger) {
+	delay, deadline := time.Second, time.Now().Add(finishPatience)
+	for {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+		err := d.Finish(fctx, res)
+		cancel()
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, queue.ErrSuperseded), errors.Is(err, queue.ErrFinished):
+			log.Warn("result dropped: the job is no longer this attempt's", "err", err)
+			return
+		case time.Now().After(deadline) || ctx.Err() != nil:
+			log.Error("could not store the result; the job will be redelivered", "err", err)
+			return
+		}
+		log.Warn("could not store the result; retrying", "err", err, "in", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
 }
 
 // lastPhase names how far a job got, from the executor's timings.

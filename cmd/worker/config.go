@@ -30,7 +30,8 @@ type config struct {
 	MaxInput    int64         `envconfig:"MAX_INPUT_BYTES" default:"1073741824" desc:"total size of a job's input files at most (0: no limit)"`
 	MaxArtifact int64         `envconfig:"MAX_ARTIFACT_BYTES" default:"1073741824" desc:"total size of a job's artifacts at most; a job may ask for less (0: no limit)"`
 	AckWait     time.Duration `envconfig:"ACK_WAIT" default:"2m" desc:"a job whose worker stops acking is redelivered after this"`
-	MaxDeliver  int           `envconfig:"MAX_DELIVER" default:"5" desc:"deliveries of one job at most"`
+	MaxAttempts int           `envconfig:"MAX_ATTEMPTS" default:"3" desc:"attempts of one job at most: a VM, agent, libvirt or storage failure is retried with back-off until then"`
+	Grace       time.Duration `envconfig:"SHUTDOWN_GRACE" default:"10m" desc:"after SIGTERM, how long running jobs may go on before their VMs are destroyed and the jobs handed back"`
 	Name        string        `envconfig:"WORKER_NAME" desc:"this worker's name (default: the host name)"`
 	LogFormat   string        `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
 }
@@ -52,8 +53,11 @@ func (c *config) validate() error {
 	if c.MaxInput < 0 || c.MaxArtifact < 0 {
 		errs = append(errs, errors.New("SMALLSCALE_MAX_INPUT_BYTES and SMALLSCALE_MAX_ARTIFACT_BYTES must not be negative"))
 	}
-	if c.MaxDeliver < 1 {
-		errs = append(errs, errors.New("SMALLSCALE_MAX_DELIVER must be at least 1"))
+	if c.MaxAttempts < 1 {
+		errs = append(errs, errors.New("SMALLSCALE_MAX_ATTEMPTS must be at least 1"))
+	}
+	if c.Grace < 0 {
+		errs = append(errs, errors.New("SMALLSCALE_SHUTDOWN_GRACE must not be negative"))
 	}
 	switch c.DomainType {
 	case "", "qemu", "kvm":

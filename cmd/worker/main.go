@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
@@ -120,17 +121,25 @@ func serve(cfg config, stderr io.Writer) int {
 	}
 	log := slog.New(h).With("worker", cfg.Name)
 
-	// The first signal stops pulling; the second stops the running jobs too.
+	// The first signal stops pulling; running jobs then have the grace period. A second signal,
+	// or the end of the grace, destroys their VMs and hands the jobs back to the queue.
 	stop, stopCancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stopCancel()
 	jobs, jobsCancel := context.WithCancel(context.Background())
 	defer jobsCancel()
 	go func() {
 		<-stop.Done()
+		log.Info("stopping: no new jobs; running jobs have the grace period", "grace", cfg.Grace)
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-		<-sig
-		log.Warn("second signal: stopping running jobs")
+		select {
+		case <-sig:
+			log.Warn("second signal: stopping running jobs")
+		case <-time.After(cfg.Grace):
+			log.Warn("grace period over: stopping running jobs")
+		case <-jobs.Done():
+			return
+		}
 		jobsCancel()
 	}()
 
@@ -197,7 +206,7 @@ func serveWith(ctx, jobCtx context.Context, cfg config, log *slog.Logger) error 
 	w, err := worker.New(worker.Config{
 		Name: cfg.Name, Concurrency: cfg.Concurrency, DefaultTimeout: cfg.JobTimeout,
 		MaxInputBytes: cfg.MaxInput, MaxArtifactBytes: cfg.MaxArtifact,
-		Consumer: queue.ConsumerOptions{AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver},
+		Consumer: queue.ConsumerOptions{AckWait: cfg.AckWait, MaxDeliver: cfg.MaxAttempts},
 	}, q, exec, runners, log)
 	if err != nil {
 		return err
