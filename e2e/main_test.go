@@ -84,6 +84,11 @@ func runMain(m *testing.M) (int, error) {
 		return 0, err
 	}
 	env.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	workerNATS := "" // the worker starts its embedded server on port
+	if url := os.Getenv("SMALLSCALE_E2E_NATS_URL"); url != "" {
+		// A separate server, e.g. to measure the worker's memory without a broker inside it.
+		env.natsURL, workerNATS = url, url
+	}
 	env.workerLog = filepath.Join(tmp, "worker.log")
 	logFile, err := os.Create(env.workerLog)
 	if err != nil {
@@ -92,7 +97,7 @@ func runMain(m *testing.M) (int, error) {
 	defer logFile.Close()
 	w := exec.Command(filepath.Join(env.bin, "worker"))
 	w.Env = append(os.Environ(),
-		"SMALLSCALE_NATS_URL=",
+		"SMALLSCALE_NATS_URL="+workerNATS,
 		fmt.Sprintf("SMALLSCALE_NATS_LISTEN=127.0.0.1:%d", port),
 		"SMALLSCALE_DATA_DIR="+filepath.Join(tmp, "data"),
 		"SMALLSCALE_SOCKET_DIR="+filepath.Join(tmp, "sock"),
