@@ -27,6 +27,7 @@ type Config struct {
 	DomainType  string        // overrides every runner's domain type when set (e.g. "qemu")
 	BootTimeout time.Duration // domain start until the guest agent answers
 	Worker      string        // this worker's name, written into each domain's metadata
+	LeftoverAge time.Duration // an overlay without a domain this old is a crash's leftover
 }
 
 // Job is what the executor needs to know of a job.

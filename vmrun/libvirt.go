@@ -160,13 +160,10 @@ func destroyDomain(conn *libvirt.Connect, name string) error {
 	return nil
 }
 
-// leftoverAge is how old an overlay without a domain must be before it counts as left behind:
-// a live worker starts a job's domain within a second of creating its overlay.
-const leftoverAge = time.Minute
-
 // CleanLeftovers removes what a crash left behind: domains that carry this worker's mark (at
 // start-up it runs none), and overlays of smallscale's naming that no domain uses and that are
-// older than a minute. It never touches domains of other workers or volumes of other names.
+// older than Config.LeftoverAge (a live worker starts a job's domain within a second of creating
+// its overlay). It never touches domains of other workers or volumes of other names.
 func (e *Executor) CleanLeftovers() (domains, volumes int, err error) {
 	doms, err := e.conn.ListAllDomains(0)
 	if err != nil {
@@ -206,7 +203,7 @@ func (e *Executor) CleanLeftovers() (domains, volumes int, err error) {
 			dom.Free()
 			continue // a job runs on it
 		}
-		if st, err := os.Stat(path); err != nil || time.Since(st.ModTime()) < leftoverAge {
+		if st, err := os.Stat(path); err != nil || time.Since(st.ModTime()) < e.cfg.LeftoverAge {
 			continue // too young to judge, or not a local file
 		}
 		if err := deleteVolume(e.pool, name); err != nil {

@@ -32,6 +32,7 @@ type config struct {
 	AckWait     time.Duration `envconfig:"ACK_WAIT" default:"2m" desc:"a job whose worker stops acking is redelivered after this"`
 	MaxAttempts int           `envconfig:"MAX_ATTEMPTS" default:"3" desc:"attempts of one job at most: a VM, agent, libvirt or storage failure is retried with back-off until then"`
 	Grace       time.Duration `envconfig:"SHUTDOWN_GRACE" default:"10m" desc:"after SIGTERM, how long running jobs may go on before their VMs are destroyed and the jobs handed back"`
+	LeftoverAge time.Duration `envconfig:"LEFTOVER_AGE" default:"1m" desc:"at start-up, an overlay of smallscale's naming that no domain uses and is this old is removed"`
 	Name        string        `envconfig:"WORKER_NAME" desc:"this worker's name (default: the host name)"`
 	LogFormat   string        `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
 }
@@ -55,6 +56,9 @@ func (c *config) validate() error {
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, errors.New("SMALLSCALE_MAX_ATTEMPTS must be at least 1"))
+	}
+	if c.LeftoverAge < time.Second {
+		errs = append(errs, errors.New("SMALLSCALE_LEFTOVER_AGE must be at least 1s (another worker's overlay lives a moment before its domain)"))
 	}
 	if c.Grace < 0 {
 		errs = append(errs, errors.New("SMALLSCALE_SHUTDOWN_GRACE must not be negative"))

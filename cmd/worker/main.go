@@ -190,6 +190,7 @@ func serveWith(ctx, jobCtx context.Context, cfg config, log *slog.Logger) error 
 	exec, err := vmrun.Open(vmrun.Config{
 		URI: cfg.LibvirtURI, Pool: cfg.Pool, PoolDir: cfg.PoolDir, SocketDir: cfg.SocketDir,
 		DomainType: cfg.DomainType, BootTimeout: cfg.BootTimeout, Worker: cfg.Name,
+		LeftoverAge: cfg.LeftoverAge,
 	})
 	if err != nil {
 		return err
