@@ -65,6 +65,7 @@ type Outcome struct {
 // Executor runs jobs in fresh libvirt domains. It is safe for concurrent use.
 type Executor struct {
 	cfg  Config
+	mu   sync.Mutex // guards conn and pool, which change when libvirtd comes back
 	conn *libvirt.Connect
 	pool *libvirt.StoragePool
 }
@@ -97,6 +98,8 @@ func Open(cfg Config) (*Executor, error) {
 
 // Close releases the libvirt connection.
 func (e *Executor) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.pool.Free()
 	_, err := e.conn.Close()
 	return err
@@ -115,7 +118,17 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 	if err != nil {
 		return o, err
 	}
-	overlay, err := createVolume(e.pool, volName, volDoc)
+	conn, pool, err := e.live(false)
+	if err != nil {
+		return o, err
+	}
+	overlay, err := createVolume(pool, volName, volDoc)
+	if isVolumeExists(err) {
+		// Left by an earlier attempt of this job (names are per job) whose teardown failed.
+		if derr := deleteVolume(pool, volName); derr == nil {
+			overlay, err = createVolume(pool, volName, volDoc)
+		}
+	}
 	if err != nil {
 		return o, err
 	}
@@ -141,7 +154,7 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 	// AUTODESTROY ties the domain to this connection: if the worker dies, libvirt destroys its
 	// VMs instead of leaving them running.
 	job.phase("booting")
-	dom, err = e.conn.DomainCreateXML(doc, libvirt.DOMAIN_START_AUTODESTROY)
+	dom, err = conn.DomainCreateXML(doc, libvirt.DOMAIN_START_AUTODESTROY)
 	if err != nil {
 		return o, fmt.Errorf("%w: start domain %s: %v", ErrLibvirt, domName, err)
 	}
@@ -365,18 +378,54 @@ func waitExit(ctx context.Context, a agent, pid int, timeout time.Duration) (exe
 }
 
 // teardown destroys the domain and deletes the overlay, even when the job's context is gone.
+// When libvirt fails (libvirtd restarting under the job) it tries again on a fresh connection,
+// for up to teardownTimeout.
 func (e *Executor) teardown(dom *libvirt.Domain, domName, volName string) error {
-	var errs []error
 	if dom != nil {
-		if err := destroyDomain(e.conn, domName); err != nil {
-			errs = append(errs, err)
+		defer dom.Free()
+	}
+	deadline := time.Now().Add(teardownTimeout)
+	for fresh := false; ; fresh = true {
+		conn, pool, err := e.live(fresh)
+		if err == nil {
+			var errs []error
+			if dom != nil {
+				errs = append(errs, destroyDomain(conn, domName))
+			}
+			errs = append(errs, deleteVolume(pool, volName))
+			if err = errors.Join(errs...); err == nil {
+				return nil
+			}
 		}
-		dom.Free()
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(time.Second) // libvirtd is coming back; nothing to wait on but time
 	}
-	if err := deleteVolume(e.pool, volName); err != nil {
-		errs = append(errs, err)
+}
+
+// live returns a connection that answers and its pool, connecting anew when libvirtd went away
+// (or when fresh is set). An old connection is not closed: a job may still hold objects of it,
+// and its calls then fail instead of touching freed memory.
+func (e *Executor) live(fresh bool) (*libvirt.Connect, *libvirt.StoragePool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !fresh {
+		if alive, err := e.conn.IsAlive(); err == nil && alive {
+			return e.conn, e.pool, nil
+		}
 	}
-	return errors.Join(errs...)
+	conn, err := connect(e.cfg.URI)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := ensurePool(conn, e.cfg.Pool, e.cfg.PoolDir)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	e.conn, e.pool = conn, pool
+	return conn, pool, nil
 }
 
 // guestEnv is the script's environment: the runner's, the job's, then smallscale's own.

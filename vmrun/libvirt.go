@@ -57,6 +57,11 @@ func isNoSupport(err error) bool {
 	return errors.As(err, &lerr) && lerr.Code == libvirt.ERR_NO_SUPPORT
 }
 
+func isVolumeExists(err error) bool {
+	var lerr libvirt.Error
+	return errors.As(err, &lerr) && lerr.Code == libvirt.ERR_STORAGE_VOL_EXIST
+}
+
 func isNotFound(err error) bool {
 	var lerr libvirt.Error
 	if !errors.As(err, &lerr) {
@@ -112,7 +117,7 @@ func ensurePool(conn *libvirt.Connect, name, dir string) (*libvirt.StoragePool, 
 func createVolume(pool *libvirt.StoragePool, name, doc string) (string, error) {
 	vol, err := pool.StorageVolCreateXML(doc, 0)
 	if err != nil {
-		return "", fmt.Errorf("%w: create overlay %s: %v", ErrStorage, name, err)
+		return "", fmt.Errorf("%w: create overlay %s: %w", ErrStorage, name, err)
 	}
 	defer vol.Free()
 	path, err := vol.GetPath()
@@ -165,7 +170,11 @@ func destroyDomain(conn *libvirt.Connect, name string) error {
 // older than Config.LeftoverAge (a live worker starts a job's domain within a second of creating
 // its overlay). It never touches domains of other workers or volumes of other names.
 func (e *Executor) CleanLeftovers() (domains, volumes int, err error) {
-	doms, err := e.conn.ListAllDomains(0)
+	conn, pool, err := e.live(false)
+	if err != nil {
+		return 0, 0, err
+	}
+	doms, err := conn.ListAllDomains(0)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: list domains: %v", ErrLibvirt, err)
 	}
@@ -176,7 +185,7 @@ func (e *Executor) CleanLeftovers() (domains, volumes int, err error) {
 		if strings.HasPrefix(name, NamePrefix) {
 			if doc, err := d.GetXMLDesc(0); err == nil {
 				if mark, ok, _ := ParseJobMark(doc); ok && mark.Worker == e.cfg.Worker {
-					if err := destroyDomain(e.conn, name); err != nil {
+					if err := destroyDomain(conn, name); err != nil {
 						errs = append(errs, err)
 					} else {
 						domains++
@@ -186,7 +195,7 @@ func (e *Executor) CleanLeftovers() (domains, volumes int, err error) {
 		}
 		d.Free()
 	}
-	vols, err := e.pool.ListAllStorageVolumes(0)
+	vols, err := pool.ListAllStorageVolumes(0)
 	if err != nil {
 		return domains, 0, errors.Join(append(errs, fmt.Errorf("%w: list volumes: %v", ErrStorage, err))...)
 	}
@@ -199,14 +208,14 @@ func (e *Executor) CleanLeftovers() (domains, volumes int, err error) {
 		if !ok || !strings.HasPrefix(name, NamePrefix) {
 			continue
 		}
-		if dom, err := e.conn.LookupDomainByName(domName); err == nil {
+		if dom, err := conn.LookupDomainByName(domName); err == nil {
 			dom.Free()
 			continue // a job runs on it
 		}
 		if st, err := os.Stat(path); err != nil || time.Since(st.ModTime()) < e.cfg.LeftoverAge {
 			continue // too young to judge, or not a local file
 		}
-		if err := deleteVolume(e.pool, name); err != nil {
+		if err := deleteVolume(pool, name); err != nil {
 			errs = append(errs, err)
 		} else {
 			volumes++
