@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,7 +82,7 @@ ls -l "$CI_OUTPUT/sub"
 	if r.code != 0 {
 		t.Fatalf("submit exited %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	if got := hex.EncodeToString(sum(t, filepath.Join(out, "sub", "big.bin"))); got != want {
+	if got := fileSHA256Hex(t, filepath.Join(out, "sub", "big.bin")); got != want {
 		t.Fatalf("artifact SHA-256 %s, want %s", got, want)
 	}
 	if b, err := os.ReadFile(filepath.Join(out, "small.txt")); err != nil || string(b) != "small\n" {
@@ -279,20 +278,6 @@ func mkdirs(t *testing.T, dir, file string) string {
 		t.Fatal(err)
 	}
 	return filepath.Join(dir, file)
-}
-
-func sum(t *testing.T, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return h.Sum(nil)
 }
 
 func hasPhase(st queue.Status, name string) bool {

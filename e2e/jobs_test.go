@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"os"
 	"strings"
@@ -148,4 +149,10 @@ func fileSHA256(t *testing.T, path string) [32]byte {
 		t.Fatal(err)
 	}
 	return [32]byte(h.Sum(nil))
+}
+
+func fileSHA256Hex(t *testing.T, path string) string {
+	t.Helper()
+	h := fileSHA256(t, path)
+	return hex.EncodeToString(h[:])
 }

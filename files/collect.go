@@ -64,27 +64,28 @@ func Collect(r io.Reader, limit int64, store func(path string, content io.Reader
 			}
 			total += hdr.Size
 			h := sha256.New()
-			counted := &countingReader{r: io.TeeReader(tr, h)}
+			counted := &CountingReader{R: io.TeeReader(tr, h)}
 			if err := store(name, counted); err != nil {
 				return entries, refused, fmt.Errorf("store artifact %s: %w", name, err)
 			}
 			if _, err := io.Copy(io.Discard, counted); err != nil { // whatever store left unread
 				return entries, refused, fmt.Errorf("read artifact %s: %w", name, err)
 			}
-			entries = append(entries, Entry{Path: name, Size: counted.n, SHA256: hex.EncodeToString(h.Sum(nil)), Mode: uint32(hdr.Mode) & 0o777})
+			entries = append(entries, Entry{Path: name, Size: counted.N, SHA256: hex.EncodeToString(h.Sum(nil)), Mode: uint32(hdr.Mode) & 0o777})
 		default:
 			refused = append(refused, Refusal{Path: name, Reason: "neither a file, a directory nor a link"})
 		}
 	}
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
+// CountingReader counts the bytes read through it.
+type CountingReader struct {
+	R io.Reader
+	N int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
+func (c *CountingReader) Read(p []byte) (int, error) {
+	n, err := c.R.Read(p)
+	c.N += int64(n)
 	return n, err
 }

@@ -20,7 +20,7 @@ func (w *Worker) openInputs(ctx context.Context, job queue.Job) (io.ReadCloser, 
 	if err != nil {
 		return nil, fmt.Errorf("inputs: %w", err)
 	}
-	counted := &countingReader{r: r}
+	counted := &files.CountingReader{R: r}
 	err = files.Check(counted, w.cfg.MaxInputBytes)
 	if err == nil {
 		_, err = io.Copy(io.Discard, counted) // to the end, so the object's digest is checked
@@ -29,8 +29,8 @@ func (w *Worker) openInputs(ctx context.Context, job queue.Job) (io.ReadCloser, 
 	if err != nil {
 		return nil, fmt.Errorf("inputs refused: %w", err)
 	}
-	if counted.n != in.Size {
-		return nil, fmt.Errorf("inputs: object %s holds %d bytes, the job says %d", in.Object, counted.n, in.Size)
+	if counted.N != in.Size {
+		return nil, fmt.Errorf("inputs: object %s holds %d bytes, the job says %d", in.Object, counted.N, in.Size)
 	}
 	return w.q.GetObject(ctx, in.Object)
 }
@@ -69,15 +69,4 @@ func (w *Worker) artifactLimit(job queue.Job) int64 {
 		limit = job.MaxArtifactBytes
 	}
 	return limit
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
