@@ -35,8 +35,10 @@ import (
 //
 // SMALLSCALE_CHAOS_JOBS sets N (default 6, the short form make test runs; make chaos runs more);
 // SMALLSCALE_CHAOS_SEED replays a run's randomness (default: time-based). Both are printed, with
-// one summary line of the figures. SMALLSCALE_CHAOS_LOGS, when set, is a directory that receives
-// the workers' logs.
+// one summary line of the figures (and a line of details); SMALLSCALE_CHAOS_REPORT, when set, is
+// a file the two lines are appended to, since go test hides a passing package's output in
+// package list mode. SMALLSCALE_CHAOS_LOGS, when set, is a directory that receives the workers'
+// logs.
 //
 // It uses TestMain's binaries and libvirt connection, not its worker. Restarting libvirtd breaks
 // every libvirt connection on the host: TestMain's is replaced by a fresh one, TestMain's worker
@@ -163,7 +165,6 @@ type chaosWorker struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	err    error
 	killed bool // by the test: an exit is expected
 }
 
@@ -322,6 +323,7 @@ func (c *chaos) startWorker(w *chaosWorker) {
 		"SMALLSCALE_BOOT_TIMEOUT=60s",
 		"SMALLSCALE_JOB_TIMEOUT=5m",
 		"SMALLSCALE_LEFTOVER_AGE=5s",
+		"SMALLSCALE_SHUTDOWN_GRACE=60s",
 	)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -330,12 +332,11 @@ func (c *chaos) startWorker(w *chaosWorker) {
 		c.t.Fatalf("start worker %s: %v", w.name, err)
 	}
 	exited := make(chan struct{})
-	w.cmd, w.exited, w.killed, w.err = cmd, exited, false, nil
+	w.cmd, w.exited, w.killed = cmd, exited, false
 	go func() {
 		err := cmd.Wait()
 		f.Close()
 		w.mu.Lock()
-		w.err = err
 		if !w.killed {
 			c.mu.Lock()
 			c.unexpected = append(c.unexpected, fmt.Sprintf("%s (start #%d) exited on its own: %v", w.name, w.starts, err))
@@ -598,8 +599,8 @@ func (c *chaos) waitJobsDrained(deadline time.Time) bool {
 // stopWorkers ends every worker with SIGTERM, as an operator would.
 func (c *chaos) stopWorkers() {
 	for _, w := range c.workers {
-		if w.alive() && !w.signal(syscall.SIGTERM, 90*time.Second) {
-			c.t.Errorf("%s did not stop within 90s of SIGTERM", w.name)
+		if w.alive() && !w.signal(syscall.SIGTERM, 120*time.Second) {
+			c.t.Errorf("%s did not stop within 120s of SIGTERM (its shutdown grace is 60s)", w.name)
 			w.signal(syscall.SIGKILL, 10*time.Second)
 		}
 	}
@@ -629,7 +630,7 @@ func (c *chaos) check(drained bool) {
 	var (
 		lost, duplicates, errorResults int
 		earlierOutput, redelivered     int
-		maxAttempt                     int
+		maxAttempt, followWrong        int
 	)
 	known := map[string]bool{}
 	for _, j := range c.jobs {
@@ -672,9 +673,21 @@ func (c *chaos) check(drained bool) {
 			if earlier {
 				earlierOutput++
 			}
+			// What a user following the job (submit, submit logs -f) is shown.
+			var followed bytes.Buffer
+			fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+			_, ferr := c.q.Follow(fctx, j.id, &followed)
+			fcancel()
+			if ferr != nil || followed.String() != j.output() {
+				followWrong++
+				t.Logf("chaos: job %s (attempt %d): Follow shows other output than the script's (err %v):\n%s", j.id, res.Attempt, ferr, followed.String())
+			}
 		case queue.StateError:
+			// Acceptable only when smallscale gave up after its attempts: retries of
+			// infrastructure failures ran out, or deliveries ran out (every worker lost).
 			errorResults++
-			if !strings.Contains(res.Error, "gave up after") {
+			t.Logf("chaos: job %s ended in error after %d attempts: %s", j.id, st.Attempt, res.Error)
+			if !strings.Contains(res.Error, "gave up after") && !strings.Contains(res.Error, "no attempt finished the job") {
 				t.Errorf("job %s ended in error without giving up after its attempts: %q", j.id, res.Error)
 			}
 		default:
@@ -708,12 +721,26 @@ func (c *chaos) check(drained bool) {
 	summary := fmt.Sprintf("chaos: seed=%d jobs=%d faults: worker-kill=%d nats-restart=%d libvirtd-restart=%d; lost=%d duplicate-results=%d leftovers=%d error-results=%d; wall=%s",
 		c.seed, len(c.jobs), c.faults[faultKill], c.faults[faultNATS], c.faults[faultLibvirt],
 		lost, duplicates, len(after), errorResults, wall)
-	details := fmt.Sprintf("chaos: details: redelivered=%d max-attempt=%d output-with-earlier-attempts=%d leftovers-before-cleanup-start=%d submit-retries=%d unexpected-worker-exits=%d",
-		redelivered, maxAttempt, earlierOutput, cleaned, c.submitRetries, len(c.unexpectedExits()))
+	// Attempts that ran while a newer one of the same job had been delivered (their results are
+	// dropped by the fence): the script then ran more than once.
+	var superseded int
+	for _, w := range c.workers {
+		b, _ := os.ReadFile(w.log)
+		superseded += bytes.Count(b, []byte(`msg="result dropped: the job is no longer this attempt's"`))
+	}
+	details := fmt.Sprintf("chaos: details: redelivered=%d max-attempt=%d output-with-earlier-attempts=%d follow-output-wrong=%d superseded-attempts-ran=%d leftovers-before-cleanup-start=%d submit-retries=%d unexpected-worker-exits=%d",
+		redelivered, maxAttempt, earlierOutput, followWrong, superseded, cleaned, c.submitRetries, len(c.unexpectedExits()))
 	t.Log(summary)
 	t.Log(details)
 	fmt.Println(summary)
 	fmt.Println(details)
+	if path := os.Getenv("SMALLSCALE_CHAOS_REPORT"); path != "" {
+		// go test shows a passing package's output only with -v or in local directory mode.
+		if f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+			fmt.Fprintf(f, "%s\n%s\n", summary, details)
+			f.Close()
+		}
+	}
 	if c.faults[faultNATS] != 1 || c.faults[faultLibvirt] != 1 || c.faults[faultKill] == 0 {
 		t.Errorf("faults injected: %v", c.faults)
 	}
