@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -110,10 +111,10 @@ func (q *Queue) Follow(ctx context.Context, jobID string, out io.Writer) (Result
 	if err != nil {
 		return Result{}, fmt.Errorf("follow output of %s: %w", jobID, err)
 	}
-	chunks := make(chan []byte, 64)
+	chunks := make(chan jetstream.Msg, 64)
 	cc, err := logCons.Consume(func(m jetstream.Msg) {
 		select {
-		case chunks <- m.Data():
+		case chunks <- m:
 		case <-ctx.Done():
 		}
 	})
@@ -150,16 +151,19 @@ func (q *Queue) Follow(ctx context.Context, jobID string, out io.Writer) (Result
 		}
 	}()
 
+	// Every chunk is written, a retried job's earlier attempts included; the result's count
+	// covers the chunks of its own attempt.
 	var (
-		res   *Result
-		got   int
-		drain <-chan time.Time
+		res       *Result
+		got       = map[string]int{}
+		drain     <-chan time.Time
+		ownChunks = func() int { return got[strconv.Itoa(res.Attempt)] }
 	)
-	for res == nil || got < res.LogChunks {
+	for res == nil || ownChunks() < res.LogChunks {
 		select {
-		case c := <-chunks:
-			got++
-			if _, err := out.Write(c); err != nil {
+		case m := <-chunks:
+			got[m.Headers().Get(AttemptHeader)]++
+			if _, err := out.Write(m.Data()); err != nil {
 				return Result{}, fmt.Errorf("write output: %w", err)
 			}
 			if res != nil {
@@ -174,7 +178,7 @@ func (q *Queue) Follow(ctx context.Context, jobID string, out io.Writer) (Result
 			}
 			return Result{}, err
 		case <-drain:
-			return *res, fmt.Errorf("%w: %d of %d chunks arrived", ErrLogIncomplete, got, res.LogChunks)
+			return *res, fmt.Errorf("%w: %d of %d chunks arrived", ErrLogIncomplete, ownChunks(), res.LogChunks)
 		case <-ctx.Done():
 			return Result{}, ctx.Err()
 		}

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -61,6 +64,32 @@ type Delivery struct {
 	q       *Queue
 	worker  string
 	started time.Time
+
+	mu sync.Mutex
+	// redelivered holds later deliveries of this same job that arrived while it ran here (a
+	// restarted server may redeliver a running job at once); acks cover them too.
+	redelivered []jetstream.Msg
+}
+
+// Absorb takes a redelivery of the job this delivery is running on this worker, instead of
+// running the job twice: progress acks and the final ack or nak cover it too.
+func (d *Delivery) Absorb(newer *Delivery) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.redelivered = append(d.redelivered, newer.msg)
+}
+
+// each applies an ack call to this delivery and every absorbed redelivery; the first error
+// (of this delivery's own message) counts.
+func (d *Delivery) each(call func(jetstream.Msg) error) error {
+	d.mu.Lock()
+	extra := slices.Clone(d.redelivered)
+	d.mu.Unlock()
+	err := call(d.msg)
+	for _, m := range extra {
+		_ = call(m)
+	}
+	return err
 }
 
 // Next pulls exactly one job, waiting until ctx ends. Call it only with a free slot: the job is
@@ -178,7 +207,7 @@ func (d *Delivery) Phase(ctx context.Context, name string) error {
 }
 
 // InProgress tells the server the job is still being worked on, resetting its ack timer.
-func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+func (d *Delivery) InProgress() error { return d.each(jetstream.Msg.InProgress) }
 
 // Finish stores the job's result and status, then acknowledges the job. The ack comes last, so
 // a job whose result was not stored is redelivered rather than lost. An attempt that a newer
@@ -192,17 +221,21 @@ func (d *Delivery) Finish(ctx context.Context, res Result) error {
 	case errors.Is(err, ErrFinished):
 		// Someone else gave the job its result (a cancel while queued, the max-deliveries
 		// handler); this delivery is done too.
-		if aerr := d.msg.DoubleAck(ctx); aerr != nil {
+		if aerr := d.ack(ctx); aerr != nil {
 			return errors.Join(err, fmt.Errorf("ack job %s: %w", d.Job.ID, aerr))
 		}
 		return err
 	case err != nil:
 		return err
 	}
-	if err := d.msg.DoubleAck(ctx); err != nil {
+	if err := d.ack(ctx); err != nil {
 		return fmt.Errorf("ack job %s: %w", d.Job.ID, err)
 	}
 	return nil
+}
+
+func (d *Delivery) ack(ctx context.Context) error {
+	return d.each(func(m jetstream.Msg) error { return m.DoubleAck(ctx) })
 }
 
 // Retry hands the job back for another attempt after delay, recording why in its status. It
@@ -221,12 +254,12 @@ func (d *Delivery) Retry(ctx context.Context, delay time.Duration, reason error)
 	if err != nil {
 		return err
 	}
-	return d.msg.NakWithDelay(delay)
+	return d.Release(delay)
 }
 
 // Release hands the job back for another delivery after delay, without a result.
 func (d *Delivery) Release(delay time.Duration) error {
-	return d.msg.NakWithDelay(delay)
+	return d.each(func(m jetstream.Msg) error { return m.NakWithDelay(delay) })
 }
 
 // store records the result: first the terminal state in the status entry, by compare-and-set,
@@ -297,20 +330,30 @@ type LogWriter struct {
 	js      jetstream.JetStream
 	subject string
 	stream  string
+	attempt string
 	chunks  int
 	bytes   int64
 }
 
+// AttemptHeader marks each output chunk with the attempt that wrote it: a retried job's logs
+// subject holds its earlier attempts' output too, and a result's log_chunks counts only its own
+// attempt's chunks.
+const AttemptHeader = "Smallscale-Attempt"
+
 // Logs returns the writer for the job's output. ctx bounds every publish.
 func (d *Delivery) Logs(ctx context.Context) *LogWriter {
-	return &LogWriter{ctx: ctx, js: d.q.js, subject: d.q.names.LogSubject(d.Job.ID), stream: d.q.names.LogsStream()}
+	return &LogWriter{ctx: ctx, js: d.q.js, subject: d.q.names.LogSubject(d.Job.ID), stream: d.q.names.LogsStream(),
+		attempt: strconv.Itoa(d.Attempt)}
 }
 
 func (w *LogWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		c := p[:min(len(p), MaxLogChunk)]
-		if _, err := w.js.Publish(w.ctx, w.subject, c, jetstream.WithExpectStream(w.stream)); err != nil {
+		msg := nats.NewMsg(w.subject)
+		msg.Data = c
+		msg.Header.Set(AttemptHeader, w.attempt)
+		if _, err := w.js.PublishMsg(w.ctx, msg, jetstream.WithExpectStream(w.stream)); err != nil {
 			return n, fmt.Errorf("publish output: %w", err)
 		}
 		w.chunks++

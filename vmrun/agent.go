@@ -46,14 +46,18 @@ func (a agent) call(cmd string, args any, reply any, timeout time.Duration) erro
 	return nil
 }
 
-// waitReady polls guest-ping until the agent answers or ctx ends.
-func (a agent) waitReady(ctx context.Context, every time.Duration) error {
+// waitReady polls guest-ping until the agent answers or ctx ends. It gives up at once when the
+// libvirt connection died (libvirtd restarted): no answer can come through it.
+func (a agent) waitReady(ctx context.Context, every time.Duration, conn *libvirt.Connect) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		err := a.call("guest-ping", nil, nil, 2*time.Second)
 		if err == nil {
 			return nil
+		}
+		if alive, aerr := conn.IsAlive(); aerr != nil || !alive {
+			return fmt.Errorf("%w: connection lost while the guest booted: %v", ErrLibvirt, err)
 		}
 		select {
 		case <-ctx.Done():

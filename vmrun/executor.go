@@ -124,7 +124,12 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 	}
 	overlay, err := createVolume(pool, volName, volDoc)
 	if isVolumeExists(err) {
-		// Left by an earlier attempt of this job (names are per job) whose teardown failed.
+		// Left by an earlier attempt of this job (names are per job) whose teardown failed, unless
+		// a domain of the job still runs on it: then this is a second run of a running job.
+		if dom, lerr := conn.LookupDomainByName(domName); lerr == nil {
+			dom.Free()
+			return o, fmt.Errorf("%w: domain %s of this job is running already", ErrLibvirt, domName)
+		}
 		if derr := deleteVolume(pool, volName); derr == nil {
 			overlay, err = createVolume(pool, volName, volDoc)
 		}
@@ -196,7 +201,7 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 	a := agent{dom: dom}
 	bootStart := time.Now()
 	bootCtx, cancel := context.WithTimeout(ctx, e.cfg.BootTimeout)
-	err = a.waitReady(bootCtx, pollInterval)
+	err = a.waitReady(bootCtx, pollInterval, conn)
 	cancel()
 	o.Boot = time.Since(bootStart)
 	if err != nil {

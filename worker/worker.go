@@ -41,6 +41,9 @@ type Worker struct {
 	runners map[string]*vmrun.Runner
 	log     *slog.Logger
 	slots   chan struct{}
+
+	mu      sync.Mutex
+	running map[string]*queue.Delivery // by job id
 }
 
 // New returns a worker; Run starts it.
@@ -53,7 +56,8 @@ func New(cfg Config, q *queue.Queue, exec Executor, runners map[string]*vmrun.Ru
 	}
 	return &Worker{
 		cfg: cfg, q: q, exec: exec, runners: runners, log: log,
-		slots: make(chan struct{}, cfg.Concurrency),
+		slots:   make(chan struct{}, cfg.Concurrency),
+		running: make(map[string]*queue.Delivery),
 	}, nil
 }
 
@@ -128,8 +132,15 @@ func (w *Worker) pullLoop(ctx, jobCtx context.Context, r *vmrun.Runner, p *queue
 			}
 			continue
 		}
+		if !w.claim(d) {
+			// The server handed us a job this worker is running already (it may do so at once
+			// after a restart): the running attempt takes over the new delivery.
+			<-w.slots
+			log.Warn("job redelivered while it runs here; the running attempt keeps it", "job_id", d.Job.ID, "attempt", d.Attempt)
+			continue
+		}
 		jobs.Go(func() {
-			defer func() { <-w.slots }()
+			defer func() { w.release(d); <-w.slots }()
 			w.runJob(jobCtx, r, d)
 		})
 	}
@@ -275,6 +286,25 @@ func lastPhase(o vmrun.Outcome) string {
 		return "sending inputs"
 	}
 	return "booting"
+}
+
+// claim records d as running here, or hands it to the delivery of the same job that already
+// runs here and returns false.
+func (w *Worker) claim(d *queue.Delivery) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if running, ok := w.running[d.Job.ID]; ok {
+		running.Absorb(d)
+		return false
+	}
+	w.running[d.Job.ID] = d
+	return true
+}
+
+func (w *Worker) release(d *queue.Delivery) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.running, d.Job.ID)
 }
 
 // keepAlive sends progress acks every third of the ack wait until the returned stop is called.
