@@ -11,28 +11,46 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// AnswerExhausted gives a terminal error result to every job of runner that the server stopped
+// AnswerExhausted gives a terminal error result to every job that the server stopped
 // delivering because its deliveries ran out (its workers died on each attempt), and removes the
-// job's message, which a work queue would otherwise keep for ever (PITFALLS 6). Every worker
-// serving the runner may run it: the compare-and-set on the status entry lets one answer. It
-// stops when ctx ends; report hears of each job answered or failure.
-func (q *Queue) AnswerExhausted(ctx context.Context, runner string, report func(jobID string, err error)) error {
-	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", q.names.JobsStream(), q.names.RunnerConsumer(runner))
-	sub, err := q.js.Conn().Subscribe(subject, func(m *nats.Msg) {
+// job's message, which a work queue would otherwise keep for ever (PITFALLS 6). The server's
+// max-deliveries advisories are kept in a stream (see Setup), so none is lost while no worker
+// listens, and every worker pulls from one durable consumer on it, so each is answered once.
+// It runs until ctx ends; report hears of each job answered or failure.
+func (q *Queue) AnswerExhausted(ctx context.Context, report func(jobID string, err error)) error {
+	cons, err := q.js.CreateOrUpdateConsumer(ctx, q.names.ExhaustedStream(), jetstream.ConsumerConfig{
+		Durable:     "answer-exhausted",
+		Description: "workers answer jobs whose deliveries ran out",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("watch exhausted jobs: %w", err)
+	}
+	for ctx.Err() == nil {
+		m, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
+				report("", fmt.Errorf("pull max-deliveries advisory: %w", err))
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+				}
+			}
+			continue
+		}
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		id, err := q.answerExhausted(actx, m.Data)
+		id, err := q.answerExhausted(actx, m.Data())
+		cancel()
+		if err != nil {
+			_ = m.NakWithDelay(5 * time.Second)
+		} else {
+			_ = m.Ack()
+		}
 		if id != "" || err != nil {
 			report(id, err)
 		}
-	})
-	if err != nil {
-		return fmt.Errorf("watch exhausted jobs of %s: %w", runner, err)
 	}
-	go func() {
-		<-ctx.Done()
-		_ = sub.Unsubscribe()
-	}()
 	return nil
 }
 

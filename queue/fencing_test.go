@@ -10,6 +10,19 @@ import (
 	"github.com/smallscale-ci/smallscale/queue"
 )
 
+func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctxT(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
 // resultCount counts the result messages of one job.
 func resultCount(t *testing.T, js jetstream.JetStream, q *queue.Queue, id string) uint64 {
 	t.Helper()
@@ -83,21 +96,13 @@ func TestStaleAttemptCannotOverwriteNewer(t *testing.T) {
 }
 
 // A job whose every delivery was lost gets a terminal error result and leaves the queue,
-// instead of staying in the work queue undelivered for ever.
+// instead of staying in the work queue undelivered for ever, even when no worker listened at
+// the moment the server gave up on it.
 func TestExhaustedJobIsAnswered(t *testing.T) {
 	q, js := startQueue(t)
 	ctx := ctxT(t)
 	p, err := q.Puller(ctx, "tiny", queue.ConsumerOptions{AckWait: time.Second, MaxDeliver: 2})
 	if err != nil {
-		t.Fatal(err)
-	}
-	answered := make(chan string, 1)
-	if err := q.AnswerExhausted(ctx, "tiny", func(id string, err error) {
-		if err != nil {
-			t.Errorf("answer exhausted %s: %v", id, err)
-		}
-		answered <- id
-	}); err != nil {
 		t.Fatal(err)
 	}
 	job := newJob(t, "tiny")
@@ -119,6 +124,25 @@ func TestExhaustedJobIsAnswered(t *testing.T) {
 	if _, err := pull(t, p, 5*time.Second); !errors.Is(err, queue.ErrNoJob) {
 		t.Fatalf("a third delivery: %v", err)
 	}
+	// No worker listened when the advisory came; it waits in its stream.
+	deadline := time.Now().Add(10 * time.Second)
+	for streamMsgs(t, js, q.Names().ExhaustedStream()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the max-deliveries advisory was not kept")
+		}
+		<-time.After(50 * time.Millisecond)
+	}
+	answered := make(chan string, 1)
+	go func() {
+		if err := q.AnswerExhausted(ctx, func(id string, err error) {
+			if err != nil {
+				t.Errorf("answer exhausted %s: %v", id, err)
+			}
+			answered <- id
+		}); err != nil {
+			t.Error(err)
+		}
+	}()
 	select {
 	case id := <-answered:
 		if id != job.ID {
@@ -136,5 +160,12 @@ func TestExhaustedJobIsAnswered(t *testing.T) {
 	}
 	if n := pendingJobs(t, js, q); n != 0 {
 		t.Fatalf("jobs stream holds %d messages, want 0", n)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for streamMsgs(t, js, q.Names().ExhaustedStream()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the answered advisory stays in its stream")
+		}
+		<-time.After(50 * time.Millisecond)
 	}
 }

@@ -33,6 +33,15 @@ func (n Names) ResultsStream() string { return n.upper() + "_RESULTS" }
 // LogsStream keeps the ordered output chunks of every job for a while.
 func (n Names) LogsStream() string { return n.upper() + "_LOGS" }
 
+// ExhaustedStream keeps the server's max-deliveries advisories for the jobs stream until a
+// worker answered the job.
+func (n Names) ExhaustedStream() string { return n.upper() + "_EXHAUSTED" }
+
+// ExhaustedAdvisories is the subject of those advisories, for every runner's consumer.
+func (n Names) ExhaustedAdvisories() string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + n.JobsStream() + ".*"
+}
+
 // StatusBucket is the KV bucket with one status entry per job.
 func (n Names) StatusBucket() string { return n.prefix() + "-jobs" }
 

@@ -80,6 +80,14 @@ func Setup(ctx context.Context, js jetstream.JetStream, r Retention) (*Queue, er
 		MaxAge:      r.LogMaxAge,
 		MaxBytes:    r.LogMaxBytes,
 		Replicas:    r.Replicas,
+	}, {
+		Name:        n.ExhaustedStream(),
+		Description: "max-deliveries advisories of smallscale jobs, until a worker answered the job",
+		Subjects:    []string{n.ExhaustedAdvisories()},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      r.ResultMaxAge,
+		Replicas:    r.Replicas,
 	}}
 	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {

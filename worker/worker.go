@@ -78,20 +78,23 @@ func (w *Worker) Run(ctx, jobCtx context.Context) error {
 			return err
 		}
 		pullers[name] = p
-		if err := w.q.AnswerExhausted(ctx, name, func(id string, err error) {
-			if err != nil {
-				w.log.Error("could not answer a job whose deliveries ran out", "job_id", id, "runner", name, "err", err)
-				return
-			}
-			w.log.Warn("job's deliveries ran out; answered with an error result", "job_id", id, "runner", name)
-		}); err != nil {
-			return err
-		}
 	}
 	var (
 		loops sync.WaitGroup
 		jobs  sync.WaitGroup
 	)
+	loops.Go(func() {
+		err := w.q.AnswerExhausted(ctx, func(id string, err error) {
+			if err != nil {
+				w.log.Error("could not answer a job whose deliveries ran out", "job_id", id, "err", err)
+				return
+			}
+			w.log.Warn("job's deliveries ran out; answered with an error result", "job_id", id)
+		})
+		if err != nil {
+			w.log.Error("jobs whose deliveries run out will not be answered by this worker", "err", err)
+		}
+	})
 	for name, p := range pullers {
 		loops.Go(func() { w.pullLoop(ctx, jobCtx, w.runners[name], p, &jobs) })
 	}
