@@ -340,21 +340,24 @@ func collect(ctx context.Context, a agent, argv, env []string, conn net.Conn, jo
 		exited <- err
 	})
 	// A collector that fails (a limit, the object store) ends the job at once; otherwise both
-	// the guest's command and the collector must finish.
-	var cerr, xerr error
-	for range 2 {
+	// the guest's command and the collector must finish, the collector soon after the command.
+	var drain <-chan time.Time
+	for done := 0; done < 2; done++ {
 		select {
-		case cerr = <-collected:
-			if cerr != nil {
-				return cerr
+		case err := <-collected:
+			if err != nil {
+				return err
 			}
-		case xerr = <-exited:
-			if xerr != nil {
-				return fmt.Errorf("collect artifacts: %w", xerr)
+		case err := <-exited:
+			if err != nil {
+				return fmt.Errorf("collect artifacts: %w", err)
 			}
 			if code := st.code(); code != 0 {
 				return fmt.Errorf("%w: packing the output directory in the guest failed with exit status %d", ErrTransfer, code)
 			}
+			drain = time.After(drainTimeout)
+		case <-drain:
+			return fmt.Errorf("%w: the guest's output command ended but its archive did not arrive within %s", ErrTransfer, drainTimeout)
 		}
 	}
 	return nil

@@ -58,6 +58,11 @@ type Guest struct {
 	Env map[string]string `json:"env"`
 }
 
+// waitData waits up to 10 s for the data channel's device (without udev its link may come
+// late) and fails when it is not there: writing to a plain file of that name would lose the
+// stream.
+const waitData = `i=0; while [ ! -c "$CI_DATA" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -c "$CI_DATA" ] || { echo "no data channel at $CI_DATA" >&2; exit 90; }; `
+
 // DefaultGuest fits a Linux guest with /bin/sh.
 func DefaultGuest() Guest {
 	return Guest{
@@ -69,9 +74,9 @@ func DefaultGuest() Guest {
 		LogPort:    "/dev/virtio-ports/" + LogChannel,
 		DataPort:   "/dev/virtio-ports/" + DataChannel,
 		InputCommand: []string{"/bin/sh", "-c",
-			`i=0; while [ ! -c "$CI_DATA" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; mkdir -p "$CI_WORKDIR" && head -c "$CI_INPUT_SIZE" <"$CI_DATA" | tar -xf - -C "$CI_WORKDIR"`},
+			waitData + `mkdir -p "$CI_WORKDIR" && head -c "$CI_INPUT_SIZE" <"$CI_DATA" | tar -xf - -C "$CI_WORKDIR"`},
 		OutputCommand: []string{"/bin/sh", "-c",
-			`mkdir -p "$CI_OUTPUT" && cd "$CI_OUTPUT" && tar -cf - . >"$CI_DATA"`},
+			waitData + `mkdir -p "$CI_OUTPUT" && cd "$CI_OUTPUT" && tar -cf - . >"$CI_DATA"`},
 		Env: map[string]string{
 			"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"HOME": "/root",

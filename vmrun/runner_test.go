@@ -99,9 +99,9 @@ func TestDefaultGuest(t *testing.T) {
 		LogPort:    "/dev/virtio-ports/org.smallscale.log",
 		DataPort:   "/dev/virtio-ports/org.smallscale.data",
 		InputCommand: []string{"/bin/sh", "-c",
-			`i=0; while [ ! -c "$CI_DATA" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; mkdir -p "$CI_WORKDIR" && head -c "$CI_INPUT_SIZE" <"$CI_DATA" | tar -xf - -C "$CI_WORKDIR"`},
+			`i=0; while [ ! -c "$CI_DATA" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -c "$CI_DATA" ] || { echo "no data channel at $CI_DATA" >&2; exit 90; }; mkdir -p "$CI_WORKDIR" && head -c "$CI_INPUT_SIZE" <"$CI_DATA" | tar -xf - -C "$CI_WORKDIR"`},
 		OutputCommand: []string{"/bin/sh", "-c",
-			`mkdir -p "$CI_OUTPUT" && cd "$CI_OUTPUT" && tar -cf - . >"$CI_DATA"`},
+			`i=0; while [ ! -c "$CI_DATA" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -c "$CI_DATA" ] || { echo "no data channel at $CI_DATA" >&2; exit 90; }; mkdir -p "$CI_OUTPUT" && cd "$CI_OUTPUT" && tar -cf - . >"$CI_DATA"`},
 		Env: map[string]string{
 			"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"HOME": "/root",
