@@ -108,7 +108,8 @@ func (e *Executor) Close() error {
 // Run boots a fresh domain for job from runner r, runs the script, copies its output to out
 // while it runs, and destroys the domain and its overlay on every path. out is not written to
 // after Run returns. A script that ran and exited, whatever its code, is a nil error; a script
-// over its timeout is ErrTimeout; ctx ending is ctx's error.
+// over its timeout is ErrTimeout; ctx ending is ctx's error. The caller must own the job (a
+// claimed attempt): a VM left by an earlier attempt of the same job is destroyed and replaced.
 func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (o Outcome, err error) {
 	start := time.Now()
 	domName := DomainName(r.Name, job.ID)
@@ -124,15 +125,17 @@ func (e *Executor) Run(ctx context.Context, r *Runner, job Job, out io.Writer) (
 	}
 	overlay, err := createVolume(pool, volName, volDoc)
 	if isVolumeExists(err) {
-		// Left by an earlier attempt of this job (names are per job) whose teardown failed, unless
-		// a domain of the job still runs on it: then this is a second run of a running job.
-		if dom, lerr := conn.LookupDomainByName(domName); lerr == nil {
-			dom.Free()
-			return o, fmt.Errorf("%w: domain %s of this job is running already", ErrLibvirt, domName)
+		// Left by an earlier attempt of this job (names are per job): one whose teardown failed,
+		// or one still running whose worker lost the job to this attempt (the caller claimed the
+		// job before Run, so an earlier attempt's VM is stale; one libvirtd restart is enough to
+		// lose AUTODESTROY's hold on it). Its domain goes first, then the overlay.
+		if err := destroyDomain(conn, domName); err != nil {
+			return o, err
 		}
-		if derr := deleteVolume(pool, volName); derr == nil {
-			overlay, err = createVolume(pool, volName, volDoc)
+		if err := deleteVolume(pool, volName); err != nil {
+			return o, err
 		}
+		overlay, err = createVolume(pool, volName, volDoc)
 	}
 	if err != nil {
 		return o, err
