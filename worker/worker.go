@@ -225,7 +225,10 @@ func (w *Worker) runJob(ctx context.Context, r *vmrun.Runner, d *queue.Delivery)
 		if delay, retry := retryDelay(err, d.Attempt, w.cfg.Consumer.MaxDeliver); retry {
 			stopProgress()
 			log.Warn("infrastructure failure; job handed back for another attempt", "err", err, "delay", delay)
-			if rerr := d.Retry(finishCtx, delay, err); rerr != nil {
+			switch rerr := d.Retry(finishCtx, delay, err); {
+			case errors.Is(rerr, queue.ErrSuperseded), errors.Is(rerr, queue.ErrFinished):
+				log.Warn("the job is no longer this attempt's; dropped", "err", rerr)
+			case rerr != nil:
 				log.Error("could not hand the job back; it will be redelivered after the ack wait", "err", rerr)
 			}
 			return
