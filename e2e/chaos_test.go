@@ -230,37 +230,30 @@ func (c *chaos) restartBroker() {
 	c.ns.Shutdown()
 	c.ns.WaitForShutdown()
 	c.pause(200*time.Millisecond, 2*time.Second)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll(c.t, 30*time.Second, 200*time.Millisecond, "restart the chaos broker", func() error {
 		s, err := natsserver.Start(c.addr, c.storeDir)
 		if err == nil {
 			c.ns = s
-			break
 		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("restart the chaos broker: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 	// Go on once this test's own connection is back and JetStream answers.
 	c.waitBrokerAnswers(30 * time.Second)
 	c.t.Logf("chaos: %s: NATS server back", c.since())
 }
 
 func (c *chaos) waitBrokerAnswers(within time.Duration) {
-	deadline := time.Now().Add(within)
-	for {
+	poll(c.t, within, 100*time.Millisecond, "the chaos broker answers", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := c.q.CheckRunner(ctx, "tiny")
-		cancel()
-		if err == nil && c.nc.IsConnected() {
-			return
+		defer cancel()
+		if err := c.q.CheckRunner(ctx, "tiny"); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("the chaos broker does not answer after %s: %v", within, err)
+		if !c.nc.IsConnected() {
+			return errors.New("this test's connection is not back")
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // connect opens this test's queue handle once a worker has set up the streams and the tiny
@@ -275,24 +268,20 @@ func (c *chaos) connect() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	poll(c.t, 90*time.Second, 200*time.Millisecond, "a chaos worker sets up the queue", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
 		q, err := queue.Open(ctx, c.js, "")
 		if err == nil {
 			err = q.CheckRunner(ctx, "tiny")
 		}
-		cancel()
 		if err == nil {
 			c.q = q
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("no chaos worker set up the queue within 90s: %v", err)
+			return nil
 		}
 		c.restartUnexpectedExits()
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 func (c *chaos) since() string { return time.Since(c.start).Round(100 * time.Millisecond).String() }
@@ -438,13 +427,12 @@ func (c *chaos) restartLibvirtd() {
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for len(libvirtdPIDs()) > 0 {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("libvirtd (pids %v) did not stop within 60s of SIGTERM", pids)
+	poll(c.t, 60*time.Second, 100*time.Millisecond, "libvirtd stops after SIGTERM", func() error {
+		if left := libvirtdPIDs(); len(left) > 0 {
+			return fmt.Errorf("pids %v still run", left)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	// The daemon's output goes to a file: a pipe might stay open in the daemon and block Run.
 	out, err := os.Create(filepath.Join(c.dir, "libvirtd-start.out"))
 	if err != nil {
@@ -458,13 +446,9 @@ func (c *chaos) restartLibvirtd() {
 		b, _ := os.ReadFile(out.Name())
 		c.t.Fatalf("libvirtd -d: %v\n%s", err, b)
 	}
-	deadline = time.Now().Add(60 * time.Second)
-	for exec.Command("virsh", "-c", "qemu:///system", "version").Run() != nil {
-		if time.Now().After(deadline) {
-			c.t.Fatal("libvirtd does not answer within 60s of its start")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	poll(c.t, 60*time.Second, 200*time.Millisecond, "libvirtd answers after its start", func() error {
+		return exec.Command("virsh", "-c", "qemu:///system", "version").Run()
+	})
 	conn, err := libvirt.NewConnect("qemu:///system")
 	if err != nil {
 		c.t.Fatalf("reconnect to libvirtd: %v", err)

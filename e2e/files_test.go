@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -332,19 +333,18 @@ func waitOutput(t *testing.T, id, want string, within time.Duration) {
 // waitJobsDrained polls until the jobs stream holds no message: every job was taken and acked.
 func waitJobsDrained(t *testing.T, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	poll(t, within, 100*time.Millisecond, "the jobs stream empties", func() error {
 		s, err := env.js.Stream(context.Background(), env.q.Names().JobsStream())
-		if err == nil {
-			if info, err := s.Info(context.Background()); err == nil && info.State.Msgs == 0 {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("jobs stream not empty after %s", within)
+		info, err := s.Info(context.Background())
+		if err != nil {
+			return err
 		}
-		<-tick.C
-	}
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("%d messages", info.State.Msgs)
+		}
+		return nil
+	})
 }

@@ -300,3 +300,22 @@ func smallscaleVolumes(t *testing.T) []string {
 	}
 	return names
 }
+
+// poll calls try every interval until it returns nil; when within has passed it fails the test
+// with what and try's last error.
+func poll(t testing.TB, within, every time.Duration, what string, try func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		err := try()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, within, err)
+		}
+		<-tick.C
+	}
+}
